@@ -1,0 +1,121 @@
+//! The command line (`../shared/contract.md`), clap derive. Parsing only: the work is in
+//! [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::models::runtime::{DeviceChoice, FloatType, Quant};
+
+#[derive(Debug, Parser)]
+#[command(name = "landfall", version, about = "Lands large models on the edge: BLIP-2 captions and LoRA text classifiers over MQTT")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Classify texts with a BERT base and a PEFT LoRA adapter.
+    Classify(ClassifyArgs),
+    /// Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix on labelled data.
+    Eval(EvalArgs),
+    /// Measure throughput and memory (compare with benches/, which runs PyTorch beside it).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// The daemon: answer classify requests over MQTT until SIGTERM/SIGINT.
+    Run(ConfigArgs),
+    /// Validate the config and print it with every default filled in (exit 2 on error).
+    CheckConfig(ConfigArgs),
+}
+
+/// Which config file `run` and `check-config` read.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// TOML config [default: /etc/landfall/landfall.toml if present, else built-in defaults].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Where and how the model runs; shared by every model command.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// auto (CUDA when built with it and present), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Float type of activations and unquantized weights [default: f16 on CUDA, f32 on CPU].
+    #[arg(long)]
+    pub dtype: Option<FloatType>,
+    /// Quantize the base's linear weights at load: none, q8_0, q4_0, q4k.
+    #[arg(long, default_value = "none")]
+    pub quant: Quant,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClassifierArgs {
+    /// BERT base model directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
+    #[arg(long, value_name = "DIR")]
+    pub base: PathBuf,
+    /// PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub adapter: PathBuf,
+    /// Label names by id, comma-separated [default: id2label of the adapter dir's config.json, else LABEL_i].
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// Merge LoRA into a private copy of the base instead of applying it unmerged.
+    #[arg(long)]
+    pub merge: bool,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch_size: u32,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    pub classifier: ClassifierArgs,
+    /// A text to classify (repeatable).
+    #[arg(long = "text", value_name = "T")]
+    pub texts: Vec<String>,
+    /// Texts from a .csv (text column), a .jsonl (text field) or - (stdin, one per line).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub classifier: ClassifierArgs,
+    /// Labelled data: .csv with text,label columns (or .jsonl); label = id or name.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Texts/s of a classifier at fixed batch sizes and sequence length, and peak RSS.
+    Classify(BenchClassifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchClassifyArgs {
+    #[command(flatten)]
+    pub classifier: ClassifierArgs,
+    /// Batch sizes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub batch_sizes: Vec<usize>,
+    /// Tokens per text (including [CLS] and [SEP]).
+    #[arg(long, default_value_t = 64)]
+    pub seq_len: usize,
+    /// Seconds to measure each batch size (after one warm-up pass).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+}

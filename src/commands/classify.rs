@@ -1,0 +1,47 @@
+//! `landfall classify`: texts in, labels out (plain `label<TAB>score<TAB>text` or `--json`).
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::{load_classifier, CliError};
+use crate::classifier::input::read_rows;
+use crate::cli::ClassifyArgs;
+use crate::json::LabelScores;
+
+pub fn run(args: &ClassifyArgs) -> Result<(), CliError> {
+    let mut texts = args.texts.clone();
+    if let Some(path) = &args.input {
+        texts.extend(read_rows(path, false)?.into_iter().map(|r| r.text));
+    }
+    if texts.is_empty() {
+        return Err(CliError::usage(
+            "nothing to classify: give --text T (repeatable) or --input FILE (.csv, .jsonl or - for stdin)",
+        ));
+    }
+    let classifier = load_classifier(&args.classifier)?;
+    let adapter = classifier.adapter_dir().display().to_string();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for chunk in texts.chunks(args.classifier.batch_size as usize) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let predictions = classifier.classify(&refs)?;
+        for (text, p) in chunk.iter().zip(predictions) {
+            if args.json {
+                let scores = LabelScores::new(&classifier.labels, &p.scores);
+                let line = json!({
+                    "text": text,
+                    "label": p.label,
+                    "label_id": p.label_id,
+                    "scores": scores,
+                    "logits": p.logits,
+                    "adapter": adapter,
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "{}\t{:.4}\t{}", p.label, p.scores[p.label_id], text)?;
+            }
+        }
+    }
+    Ok(())
+}

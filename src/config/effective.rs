@@ -1,0 +1,78 @@
+//! Config -> the effective config as TOML, for `landfall check-config`: every default filled in,
+//! paths resolved, the password masked. What it prints reads back to the same config.
+
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::duration::format_duration;
+use super::raw::{sp, DurationText, Embedded, RawClassifier, RawConfig, RawTls};
+use super::Config;
+
+/// Masks the broker password in the printed config, which may end up in logs.
+const PASSWORD_MASK: &str = "********";
+
+/// The validated config as a fully filled-in raw one, for printing.
+pub(super) fn to_raw(c: &Config) -> RawConfig {
+    let m = &c.mqtt;
+    let path = |p: &Path| sp(p.display().to_string());
+    let mut raw = RawConfig::default();
+    raw.mqtt.host = sp(m
+        .embedded_listen
+        .map_or_else(|| m.host.clone(), |a| a.ip().to_string()));
+    raw.mqtt.port = sp(i64::from(m.port.get()));
+    raw.mqtt.embedded_broker = sp(if m.embedded_listen.is_some() {
+        Embedded::Yes
+    } else {
+        Embedded::No
+    });
+    raw.mqtt.client_id = sp(m.client_id.clone());
+    raw.mqtt.topic_prefix = sp(m.topic_prefix.clone());
+    raw.mqtt.device_id = sp(m.device_id.clone());
+    raw.mqtt.username = m.username.clone().and_then(sp);
+    raw.mqtt.password = m
+        .password
+        .as_ref()
+        .and_then(|_| sp(PASSWORD_MASK.to_string()));
+    raw.mqtt.protocol = sp(m.protocol.as_str().to_string());
+    raw.mqtt.keep_alive = sp(DurationText(format_duration(m.keep_alive)));
+    raw.mqtt.session_expiry = sp(DurationText(format_duration(m.session_expiry)));
+    raw.mqtt.fleet_group = m.fleet_group.clone().and_then(sp);
+    raw.mqtt.max_payload_bytes = sp(m.max_payload_bytes.get() as i64);
+    raw.mqtt.tls = m.tls.as_ref().map(|t| {
+        Spanned::new(
+            0..0,
+            RawTls {
+                ca_file: path(&t.ca_file),
+                cert_file: t.client_auth.as_ref().and_then(|(c, _)| path(c)),
+                key_file: t.client_auth.as_ref().and_then(|(_, k)| path(k)),
+            },
+        )
+    });
+    raw.health.interval = sp(DurationText(format_duration(c.health.interval)));
+    raw.queue.dir = path(&c.queue.dir);
+    raw.queue.max_entries = sp(c.queue.max_entries.get() as i64);
+    raw.scheduler.queue_capacity = sp(c.scheduler.queue_capacity.get() as i64);
+    raw.scheduler.max_batch = sp(c.scheduler.max_batch.get() as i64);
+    raw.scheduler.max_wait_ms = sp(c.scheduler.max_wait.as_millis() as i64);
+    raw.models.dir = path(&c.models.dir);
+    raw.classifiers = c
+        .classifiers
+        .iter()
+        .map(|k| {
+            Spanned::new(
+                0..0,
+                RawClassifier {
+                    name: sp(k.name.clone()),
+                    base: path(&k.base),
+                    adapter: path(&k.adapter),
+                    labels: k.labels.clone().and_then(sp),
+                    quant: sp(k.quant.to_string()),
+                    device: sp(k.device.to_string()),
+                    dtype: k.dtype.and_then(|d| sp(d.as_str().to_string())),
+                },
+            )
+        })
+        .collect();
+    raw
+}

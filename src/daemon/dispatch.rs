@@ -1,0 +1,500 @@
+//! The daemon's working loop state: requests in, batches to the engine, answers out. Everything
+//! here runs on one task and never waits: the link is fed with `try_*` calls the outbox paces,
+//! the engine with `try_submit` the scheduler paces.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::engine::{Done, Engine, ModelState, ModelStatus, Work, QUEUE};
+use super::metrics::{round, Metrics};
+use super::scheduler::{Overloaded, Priority, Scheduler};
+use super::systemd;
+use crate::mqtt::link::{Client, InMessage, LinkEvent};
+use crate::mqtt::outbox::Outbox;
+use crate::mqtt::spool::OutMessage;
+use crate::mqtt::topics::{
+    self, parse_classify_request, ClassifyResult, ErrorCode, ErrorReply, Health, ModelHealth,
+    MqttHealth, QueueDepths, SystemHealth, Topics,
+};
+
+/// Where an answer goes.
+#[derive(Debug, Clone)]
+pub struct ReplyTo {
+    pub topic: String,
+    pub correlation_data: Option<Vec<u8>>,
+}
+
+/// A request admitted to the scheduler.
+#[derive(Debug)]
+pub struct Pending {
+    id: Value,
+    text: String,
+    reply: ReplyTo,
+    received: Instant,
+}
+
+pub struct Dispatcher {
+    pub topics: Topics,
+    device_id: String,
+    max_payload: usize,
+    pub client: Client,
+    pub outbox: Outbox,
+    pub scheduler: Scheduler<Pending>,
+    pub engine: Engine,
+    models: Vec<ModelStatus>,
+    /// Batches with the engine, by id, with their classifier.
+    in_engine: HashMap<u64, (String, Vec<Pending>)>,
+    next_batch_id: u64,
+    pub metrics: Metrics,
+    pub draining: bool,
+    /// SUBACK seen on this session.
+    subscribed: bool,
+    connected_before: bool,
+    ready_sent: bool,
+    /// Connection attempts failed in a row (logged loudly at first, then sparingly).
+    failures: u32,
+    pub offline_acked: bool,
+}
+
+impl Dispatcher {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        topics: Topics,
+        device_id: String,
+        max_payload: usize,
+        client: Client,
+        outbox: Outbox,
+        scheduler: Scheduler<Pending>,
+        engine: Engine,
+        models: Vec<ModelStatus>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            topics,
+            device_id,
+            max_payload,
+            client,
+            outbox,
+            scheduler,
+            engine,
+            models,
+            in_engine: HashMap::new(),
+            next_batch_id: 0,
+            metrics,
+            draining: false,
+            subscribed: false,
+            connected_before: false,
+            ready_sent: false,
+            failures: 0,
+            offline_acked: false,
+        }
+    }
+
+    /// Handles one link event; `false` once the link has closed for good.
+    pub fn on_link(&mut self, event: LinkEvent) -> bool {
+        match event {
+            LinkEvent::Connected { session_present } => self.on_connected(session_present),
+            LinkEvent::Message(m) => self.on_message(m),
+            LinkEvent::Sent(pkid) => self.outbox.on_outgoing(pkid),
+            LinkEvent::Acked { pkid, refused } => match self.outbox.on_ack(pkid) {
+                Ok(Some(acked)) => {
+                    if let Some(reason) = refused {
+                        tracing::warn!(
+                            "the broker refused a message on {}: {reason}",
+                            acked.msg.topic
+                        );
+                    }
+                    if acked.msg.topic == self.topics.status && acked.msg.payload == topics::OFFLINE
+                    {
+                        self.offline_acked = true;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("offline queue: {e}"),
+            },
+            LinkEvent::Subscribed { refused } => {
+                if refused > 0 {
+                    tracing::error!(
+                        "the broker refused {refused} of the subscriptions {:?}; check its ACLs (and, for mqtt.fleet_group, that it supports shared subscriptions)",
+                        self.topics.subscriptions()
+                    );
+                }
+                self.subscribed = true;
+            }
+            LinkEvent::Disconnected { reason, taken } => self.on_disconnected(&reason, taken),
+            LinkEvent::Closed => return false,
+        }
+        true
+    }
+
+    fn on_connected(&mut self, session_present: bool) {
+        tracing::info!("connected to the MQTT broker (session present: {session_present})");
+        if self.connected_before {
+            self.metrics.reconnects += 1;
+        }
+        self.connected_before = true;
+        self.failures = 0;
+        self.outbox.on_connect();
+        if !session_present || !self.subscribed {
+            self.subscribed = false;
+            if let Err(e) = self.client.try_subscribe(&self.topics.subscriptions()) {
+                tracing::error!("subscribing: {e}");
+            }
+        }
+        // The Last Will may have marked us offline while we were away.
+        self.push(status_message(&self.topics.status, topics::ONLINE));
+        self.publish_health();
+        if !self.ready_sent {
+            self.ready_sent = true;
+            let loaded = self
+                .models
+                .iter()
+                .filter(|m| m.state == ModelState::Loaded)
+                .count();
+            systemd::ready(&format!(
+                "connected; {loaded} of {} classifiers loaded",
+                self.models.len()
+            ));
+        }
+    }
+
+    fn on_disconnected(&mut self, reason: &str, taken: usize) {
+        let was_connected = self.outbox.is_connected();
+        if let Err(e) = self.outbox.on_disconnect(taken) {
+            tracing::error!("offline queue: {e}");
+        }
+        self.failures += 1;
+        if was_connected {
+            tracing::warn!(
+                "lost the MQTT broker ({reason}); results wait on disk until it is back"
+            );
+        } else if self.failures == 1 || self.failures % 20 == 0 {
+            tracing::warn!(
+                "cannot reach the MQTT broker ({reason}); still trying (attempt {})",
+                self.failures
+            );
+        } else {
+            tracing::debug!("cannot reach the MQTT broker ({reason})");
+        }
+    }
+
+    fn on_message(&mut self, m: InMessage) {
+        if !self.topics.is_classify_request(&m.topic) {
+            tracing::debug!("ignoring a message on {}", m.topic);
+            return;
+        }
+        self.metrics.requests += 1;
+        let received = Instant::now();
+        let mut reply = ReplyTo {
+            topic: self.topics.classify_result.clone(),
+            correlation_data: m.correlation_data,
+        };
+        if let Some(topic) = m.response_topic {
+            if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+                let message =
+                    format!("the Response Topic {topic:?} is not a topic one can publish to");
+                return self.reply_error(
+                    &reply,
+                    ErrorReply::new(Value::Null, ErrorCode::InvalidField, message),
+                );
+            }
+            reply.topic = topic;
+        }
+        let request = match parse_classify_request(&m.payload, self.max_payload) {
+            Ok(r) => r,
+            Err(e) => return self.reply_error(&reply, e),
+        };
+        let fail = |code, message: String| ErrorReply::new(request.id.clone(), code, message);
+        if self.draining {
+            let e = fail(
+                ErrorCode::Overloaded,
+                "this device is shutting down; send the request again".into(),
+            );
+            return self.reply_error(&reply, e);
+        }
+        let name = match request
+            .classifier
+            .clone()
+            .or_else(|| self.models.first().map(|m| m.name.clone()))
+        {
+            Some(name) => name,
+            None => {
+                let e = fail(
+                    ErrorCode::UnknownClassifier,
+                    "this device has no classifiers configured; add a [[classifier]] to its config"
+                        .into(),
+                );
+                return self.reply_error(&reply, e);
+            }
+        };
+        let Some(model) = self.models.iter().find(|m| m.name == name) else {
+            let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+            let e = fail(
+                ErrorCode::UnknownClassifier,
+                format!("no classifier {name:?} here; this device has {known:?}"),
+            );
+            return self.reply_error(&reply, e);
+        };
+        if let ModelState::Missing(why) | ModelState::Failed(why) = &model.state {
+            let e = fail(
+                ErrorCode::ModelUnavailable,
+                format!("classifier {name:?} is not loaded: {why}"),
+            );
+            return self.reply_error(&reply, e);
+        }
+        let pending = Pending {
+            id: request.id.clone(),
+            text: request.text,
+            reply,
+            received,
+        };
+        if let Err(Overloaded(p)) =
+            self.scheduler
+                .push(&name, Priority::Interactive, pending, received)
+        {
+            self.metrics.overloaded += 1;
+            let e = ErrorReply::new(
+                p.id,
+                ErrorCode::Overloaded,
+                "too many requests are waiting; send it again later".to_string(),
+            );
+            self.reply_error(&p.reply, e);
+        }
+    }
+
+    fn reply_error(&mut self, to: &ReplyTo, e: ErrorReply) {
+        self.metrics.errors += 1;
+        tracing::debug!(
+            "answering {} with {:?}: {}",
+            e.id,
+            e.error.code,
+            e.error.message
+        );
+        let payload = serde_json::to_string(&e).unwrap_or_default();
+        self.push(result_message(to, payload));
+    }
+
+    fn push(&mut self, msg: OutMessage) {
+        if let Err(e) = self.outbox.push(msg) {
+            tracing::error!("offline queue: {e}");
+        }
+    }
+
+    /// When the scheduler next has a batch due, if the engine could take one.
+    pub fn batch_deadline(&self) -> Option<Instant> {
+        (self.in_engine.len() < QUEUE)
+            .then(|| self.scheduler.next_deadline())
+            .flatten()
+    }
+
+    /// Hands due batches to the engine while it has room.
+    pub fn dispatch(&mut self, now: Instant) {
+        while self.in_engine.len() < QUEUE {
+            let Some(batch) = self.scheduler.next_batch(now, self.draining) else {
+                return;
+            };
+            self.next_batch_id += 1;
+            let work = Work {
+                batch_id: self.next_batch_id,
+                classifier: batch.key.clone(),
+                texts: batch.items.iter().map(|p| p.text.clone()).collect(),
+            };
+            match self.engine.try_submit(work) {
+                Ok(()) => {
+                    self.in_engine
+                        .insert(self.next_batch_id, (batch.key, batch.items));
+                }
+                Err(_) => {
+                    tracing::error!("the engine thread is gone; answering its work with errors");
+                    self.fail_all(batch.items, "the model engine stopped; restart the daemon");
+                }
+            }
+        }
+    }
+
+    fn fail_all(&mut self, items: Vec<Pending>, message: &str) {
+        for p in items {
+            let e = ErrorReply::new(p.id, ErrorCode::Internal, message.to_string());
+            self.reply_error(&p.reply, e);
+        }
+    }
+
+    pub fn on_done(&mut self, done: Done) {
+        let Some((name, items)) = self.in_engine.remove(&done.batch_id) else {
+            return;
+        };
+        let Some(model) = self.models.iter().find(|m| m.name == name).cloned() else {
+            return;
+        };
+        for (p, outcome) in items.into_iter().zip(done.outcomes) {
+            let latency_ms = p.received.elapsed().as_secs_f64() * 1000.0;
+            self.metrics.record_latency("classify", latency_ms);
+            match outcome {
+                Ok(pred) => {
+                    let result = ClassifyResult {
+                        id: p.id,
+                        scores: topics::scores_by_label(&model.labels, &pred.scores),
+                        label: pred.label,
+                        label_id: pred.label_id,
+                        classifier: name.clone(),
+                        adapter: model.adapter.clone(),
+                        latency_ms: round(latency_ms),
+                    };
+                    let payload = serde_json::to_string(&result).unwrap_or_default();
+                    self.push(result_message(&p.reply, payload));
+                }
+                Err(message) => {
+                    tracing::error!("classifier {name:?} failed on request {}: {message}", p.id);
+                    let e = ErrorReply::new(
+                        p.id,
+                        ErrorCode::Internal,
+                        format!("the model failed: {message}"),
+                    );
+                    self.reply_error(&p.reply, e);
+                }
+            }
+        }
+    }
+
+    /// The engine's result channel closed: whatever it held will never be answered by it.
+    pub fn engine_gone(&mut self) {
+        let batches: Vec<Vec<Pending>> = self.in_engine.drain().map(|(_, (_, b))| b).collect();
+        for items in batches {
+            self.fail_all(items, "the model engine stopped; restart the daemon");
+        }
+    }
+
+    /// Hands the link as much as the outbox allows.
+    pub fn pump(&mut self) {
+        loop {
+            match self.outbox.next_to_send() {
+                Ok(Some(msg)) => {
+                    tracing::trace!(target: "landfall::diag", "SEND {}", &msg.payload[..msg.payload.len().min(14)]);
+                    if let Err(e) = self.client.try_publish(&msg) {
+                        tracing::debug!("the event loop is busy ({e}); publishing later");
+                        self.outbox.unsend();
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => tracing::error!("offline queue: {e}"),
+            }
+        }
+    }
+
+    pub fn publish_health(&mut self) {
+        if !self.outbox.is_connected() {
+            return;
+        }
+        let payload = serde_json::to_string(&self.health()).unwrap_or_default();
+        self.push(status_message(&self.topics.health, &payload));
+    }
+
+    fn health(&self) -> Health {
+        let models = self
+            .models
+            .iter()
+            .map(|m| {
+                let (state, reason) = match &m.state {
+                    ModelState::Loaded => ("loaded", None),
+                    ModelState::Missing(r) => ("missing", Some(r.clone())),
+                    ModelState::Failed(r) => ("failed", Some(r.clone())),
+                };
+                let health = ModelHealth {
+                    state,
+                    reason,
+                    quant: m.quant.clone(),
+                    device: m.device.clone(),
+                    adapter: m.adapter.clone(),
+                    labels: m.labels.clone(),
+                };
+                (m.name.clone(), health)
+            })
+            .collect::<BTreeMap<_, _>>();
+        let memory = crate::health::process_memory();
+        Health {
+            ts: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            uptime_s: self.metrics.started.elapsed().as_secs(),
+            version: env!("CARGO_PKG_VERSION"),
+            device_id: self.device_id.clone(),
+            models,
+            queues: QueueDepths {
+                interactive: self.scheduler.depth(Priority::Interactive),
+                periodic: self.scheduler.depth(Priority::Periodic),
+                engine: self.in_engine.values().map(|(_, b)| b.len()).sum(),
+                outbox: self.outbox.in_memory(),
+                spooled: self.outbox.spooled(),
+            },
+            counters: self
+                .metrics
+                .counters(self.outbox.delivered, self.outbox.dropped),
+            latency_ms: self.metrics.latency(),
+            system: SystemHealth {
+                rss_bytes: memory.rss_bytes,
+                peak_rss_bytes: memory.peak_rss_bytes,
+            },
+            mqtt: MqttHealth {
+                connected: self.outbox.is_connected(),
+                reconnects: self.metrics.reconnects,
+            },
+        }
+    }
+
+    pub fn begin_drain(&mut self) {
+        tracing::info!("stopping: answering the requests in hand, then going offline");
+        systemd::stopping();
+        self.draining = true;
+    }
+
+    /// Every admitted request answered and, while connected, every answer acknowledged.
+    pub fn is_drained(&self) -> bool {
+        self.scheduler.is_empty()
+            && self.in_engine.is_empty()
+            && (!self.outbox.is_connected() || self.outbox.is_idle())
+    }
+
+    /// What the drain could not finish in time still gets an answer.
+    pub fn abandon_unfinished(&mut self) {
+        let waiting = self.scheduler.drain_all();
+        let running: Vec<Pending> = self.in_engine.drain().flat_map(|(_, (_, b))| b).collect();
+        for p in waiting.into_iter().chain(running) {
+            let e = ErrorReply::new(
+                p.id,
+                ErrorCode::Overloaded,
+                "this device stopped before running the request; send it again".to_string(),
+            );
+            self.reply_error(&p.reply, e);
+        }
+    }
+
+    /// Queues the retained `offline` status, for a clean stop.
+    pub fn go_offline(&mut self) {
+        self.push(status_message(&self.topics.status, topics::OFFLINE));
+    }
+}
+
+/// A result or error answer: QoS 1, queued until acknowledged.
+fn result_message(to: &ReplyTo, payload: String) -> OutMessage {
+    OutMessage {
+        topic: to.topic.clone(),
+        payload,
+        retain: false,
+        correlation_data: to.correlation_data.clone(),
+        durable: true,
+    }
+}
+
+/// Status and health: retained, worth sending only while connected.
+fn status_message(topic: &str, payload: &str) -> OutMessage {
+    OutMessage {
+        topic: topic.to_string(),
+        payload: payload.to_string(),
+        retain: true,
+        correlation_data: None,
+        durable: false,
+    }
+}

@@ -1,0 +1,27 @@
+//! landfall: a daemon that lands large models on the edge. It runs QLoRA-tuned BERT text
+//! classifiers (and, as it lands, BLIP-2 captioning and VQA) with candle on Jetson-class devices
+//! and answers over MQTT.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap), parsing only.
+//! - [`commands`]: one module per subcommand; maps failures to the contract's exit codes.
+//! - [`models`]: device/dtype/quantization ([`models::runtime`]), checkpoint reading
+//!   ([`models::weights`]), float-or-quantized linear layers ([`models::linear`]), BERT
+//!   ([`models::bert`]) and PEFT LoRA ([`models::lora`]).
+//! - [`classifier`]: a shared base + adapter + labels = a classifier; input readers and metrics.
+//! - [`health`]: process and system figures.
+//! - [`logging`]: journald under systemd, else stderr.
+//! - [`config`]: the daemon's TOML config, raw then validated.
+//! - [`daemon`]: `landfall run`: the working loop, the engine thread, the scheduler.
+//! - [`mqtt`]: the broker connection, delivery bookkeeping, offline queue, topics and payloads.
+
+pub mod classifier;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod json;
+pub mod logging;
+pub mod models;
+pub mod mqtt;

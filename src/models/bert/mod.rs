@@ -1,0 +1,10 @@
+//! BERT (`transformers/models/bert/modeling_bert.py`) as a shared, optionally quantized base
+//! encoder, with LoRA deltas and a sequence-classification head applied per classifier.
+
+mod config;
+mod model;
+mod tokenizer;
+
+pub use config::{Activation, BertConfig};
+pub use model::{BertBase, BertLoadOptions, LayerSite, LinearDeltas};
+pub use tokenizer::{BertTokenizer, EncodedBatch};

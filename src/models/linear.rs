@@ -1,0 +1,142 @@
+//! A linear layer whose weight is float or GGML-quantized, chosen per layer at load time.
+//!
+//! Quantized weights keep activations in f32 (candle's quantized matmul wants f32 input), so the
+//! layer converts in and out of the model's float dtype around the product.
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Module, Result, Tensor};
+
+use super::runtime::Quant;
+
+/// `y = x W^T + b` with `W` of shape `[out, in]`, as `torch.nn.Linear` stores it.
+#[derive(Debug)]
+pub enum BaseLinear {
+    Float {
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
+    Quantized {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+        in_dim: usize,
+        out_dim: usize,
+    },
+}
+
+impl BaseLinear {
+    /// Builds the layer from a float weight, quantizing it when `quant` asks for it and the
+    /// input dimension allows (see [`Quant::ggml_for`]).
+    pub fn new(weight: Tensor, bias: Option<Tensor>, quant: Quant) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        match quant.ggml_for(in_dim) {
+            None => Ok(Self::Float { weight, bias }),
+            Some(ggml) => {
+                let qtensor = QTensor::quantize(&weight.to_dtype(DType::F32)?, ggml)?;
+                let bias = bias.map(|b| b.to_dtype(DType::F32)).transpose()?;
+                Ok(Self::Quantized {
+                    weight: QMatMul::from_qtensor(qtensor)?,
+                    bias,
+                    in_dim,
+                    out_dim,
+                })
+            }
+        }
+    }
+
+    pub fn in_dim(&self) -> usize {
+        match self {
+            Self::Float { weight, .. } => weight.dim(1).unwrap_or(0),
+            Self::Quantized { in_dim, .. } => *in_dim,
+        }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        match self {
+            Self::Float { weight, .. } => weight.dim(0).unwrap_or(0),
+            Self::Quantized { out_dim, .. } => *out_dim,
+        }
+    }
+
+    /// Bytes the weight occupies in memory (for health and the benchmark's report).
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Self::Float { weight, bias } => {
+                let b = bias.as_ref().map_or(0, |b| b.elem_count() * b.dtype().size_in_bytes());
+                weight.elem_count() * weight.dtype().size_in_bytes() + b
+            }
+            Self::Quantized {
+                weight,
+                bias,
+                in_dim,
+                out_dim,
+            } => {
+                let b = bias.as_ref().map_or(0, |b| b.elem_count() * 4);
+                let w = match weight {
+                    QMatMul::QTensor(q) => q.storage_size_in_bytes(),
+                    _ => in_dim * out_dim * 4,
+                };
+                w + b
+            }
+        }
+    }
+}
+
+impl Module for BaseLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Float { weight, bias } => {
+                // One [tokens, in] x [in, out] product: a single large GEMM instead of one per
+                // batch item over a broadcast weight.
+                let y = matmul_2d(x, &weight.t()?)?;
+                match bias {
+                    Some(bias) => y.broadcast_add(bias),
+                    None => Ok(y),
+                }
+            }
+            Self::Quantized { weight, bias, .. } => {
+                let dtype = x.dtype();
+                let y = weight.forward(&x.to_dtype(DType::F32)?.contiguous()?)?;
+                let y = match bias {
+                    Some(bias) => y.broadcast_add(bias)?,
+                    None => y,
+                };
+                y.to_dtype(dtype)
+            }
+        }
+    }
+}
+
+/// `x @ rhs` for `x` of shape `[..., in]` and a 2-D `rhs` of shape `[in, out]`, computed as one
+/// 2-D product over all leading dimensions.
+pub fn matmul_2d(x: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let in_dim = dims[dims.len() - 1];
+    let rows = x.elem_count() / in_dim.max(1);
+    let y = x.reshape((rows, in_dim))?.matmul(rhs)?;
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().unwrap_or(&mut 0) = rhs.dim(1)?;
+    y.reshape(out_dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn quantized_q8_is_close_to_float() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (64, 256), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 64, &dev)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 256), &dev)?;
+        let float = BaseLinear::new(w.clone(), Some(b.clone()), Quant::None)?;
+        let q8 = BaseLinear::new(w, Some(b), Quant::Q8_0)?;
+        assert!(matches!(q8, BaseLinear::Quantized { .. }));
+        let a = float.forward(&x)?;
+        let c = q8.forward(&x)?;
+        let err = (a - c)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(err < 0.5, "q8_0 error {err}");
+        assert!(q8.weight_bytes() < float.weight_bytes() / 3);
+        Ok(())
+    }
+}

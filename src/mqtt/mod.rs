@@ -1,0 +1,27 @@
+//! MQTT: the connection ([`link`]), what is owed to the broker ([`outbox`], [`spool`]),
+//! reconnect delays ([`backoff`]), topics and payloads ([`topics`]) and the embedded broker
+//! ([`broker`]).
+
+pub mod backoff;
+pub mod broker;
+pub mod link;
+pub mod outbox;
+pub mod spool;
+pub mod topics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("mqtt.tls: {path}: {source}")]
+    Tls {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("embedded MQTT broker on {listen}: {reason}")]
+    Embedded { listen: SocketAddr, reason: String },
+    #[error("the MQTT event loop refused a request: {0}")]
+    Request(String),
+}

@@ -1,0 +1,128 @@
+//! The classifier against the transformers+peft reference (fp32, CPU) on the tiny fixtures of
+//! tests/fixtures/generate_classifier.py: tokens identical, logits within 1e-4, alone and batched.
+
+mod common;
+
+use candle_core::DType;
+use common::{case, max_abs_diff, CASES};
+use landfall::classifier::{BaseCache, Classifier, ClassifierOptions};
+use landfall::models::runtime::Quant;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn load(name: &'static str, opts: &ClassifierOptions) -> (common::Case, Classifier) {
+    let c = case(name);
+    let mut cache = BaseCache::default();
+    let classifier = Classifier::load(&c.base_dir, &c.adapter_dir, opts, &mut cache)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (c, classifier)
+}
+
+#[test]
+fn token_ids_match_the_reference_tokenizer() {
+    for name in CASES {
+        let (c, classifier) = load(name, &ClassifierOptions::default());
+        assert_eq!(classifier.base().tokenizer.max_length, c.reference.max_length, "{name}");
+        for (text, want) in c.reference.texts.iter().zip(&c.reference.input_ids) {
+            let got = classifier.base().tokenizer.encode_batch(&[text]).unwrap();
+            assert_eq!(&got.ids[0], want, "{name}: {text:?}");
+        }
+    }
+}
+
+#[test]
+fn logits_match_the_reference_alone_and_batched() {
+    for name in CASES {
+        let (c, classifier) = load(name, &ClassifierOptions::default());
+        assert_eq!(classifier.labels, c.reference.labels, "{name}: labels");
+        let single: Vec<Vec<f32>> = c
+            .reference
+            .texts
+            .iter()
+            .map(|t| classifier.logits(&[t.as_str()]).unwrap().remove(0))
+            .collect();
+        let d = max_abs_diff(&single, &c.reference.logits_single);
+        assert!(d < TOLERANCE, "{name}: single-text logits differ by {d}");
+
+        let texts: Vec<&str> = c.reference.texts.iter().map(String::as_str).collect();
+        let batched = classifier.logits(&texts).unwrap();
+        let d = max_abs_diff(&batched, &c.reference.logits_batched);
+        assert!(d < TOLERANCE, "{name}: batched logits differ by {d}");
+        // Padding must not change a text's logits.
+        let d = max_abs_diff(&batched, &single);
+        assert!(d < TOLERANCE, "{name}: padding changes logits by {d}");
+    }
+}
+
+#[test]
+fn merged_lora_gives_the_same_logits() {
+    for name in CASES {
+        let opts = ClassifierOptions {
+            merge: true,
+            ..Default::default()
+        };
+        let (c, classifier) = load(name, &opts);
+        assert!(classifier.adapter().is_merged());
+        let texts: Vec<&str> = c.reference.texts.iter().map(String::as_str).collect();
+        let d = max_abs_diff(&classifier.logits(&texts).unwrap(), &c.reference.logits_batched);
+        assert!(d < TOLERANCE, "{name}: merged logits differ by {d}");
+    }
+}
+
+#[test]
+fn half_precision_stays_finite_and_close() {
+    for dtype in [DType::F16, DType::BF16] {
+        for name in CASES {
+            let opts = ClassifierOptions {
+                dtype,
+                ..Default::default()
+            };
+            let (c, classifier) = load(name, &opts);
+            let texts: Vec<&str> = c.reference.texts.iter().map(String::as_str).collect();
+            let logits = classifier.logits(&texts).unwrap();
+            assert!(
+                logits.iter().flatten().all(|v| v.is_finite()),
+                "{name} {dtype:?}: non-finite logits {logits:?}"
+            );
+            let d = max_abs_diff(&logits, &c.reference.logits_batched);
+            assert!(d < 0.1, "{name} {dtype:?}: logits differ by {d}");
+        }
+    }
+}
+
+#[test]
+fn classifiers_on_one_base_share_it() {
+    let a = case("zh_qv");
+    let opts = ClassifierOptions::default();
+    let mut cache = BaseCache::default();
+    let first = Classifier::load(&a.base_dir, &a.adapter_dir, &opts, &mut cache).unwrap();
+    let second = Classifier::load(&a.base_dir, &a.adapter_dir, &opts, &mut cache).unwrap();
+    assert_eq!(cache.len(), 1);
+    assert!(std::ptr::eq(first.base(), second.base()));
+    let q8 = ClassifierOptions {
+        quant: Quant::Q8_0,
+        ..Default::default()
+    };
+    Classifier::load(&a.base_dir, &a.adapter_dir, &q8, &mut cache).unwrap();
+    assert_eq!(cache.len(), 2, "another quantization is another base");
+}
+
+#[test]
+fn quantized_bases_stay_close_to_fp32() {
+    for quant in [Quant::Q8_0, Quant::Q4_0, Quant::Q4K] {
+        for name in CASES {
+            let opts = ClassifierOptions {
+                quant,
+                ..Default::default()
+            };
+            let (c, classifier) = load(name, &opts);
+            let texts: Vec<&str> = c.reference.texts.iter().map(String::as_str).collect();
+            let logits = classifier.logits(&texts).unwrap();
+            assert!(logits.iter().flatten().all(|v| v.is_finite()));
+            // Tiny random models magnify quantization error; the real-weights test measures
+            // agreement. Here: same shape of output, and not garbage.
+            let d = max_abs_diff(&logits, &c.reference.logits_batched);
+            assert!(d < 1.0, "{name} {quant}: logits differ by {d}");
+        }
+    }
+}
