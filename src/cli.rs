@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::models::runtime::{DeviceChoice, FloatType, Quant};
 
 #[derive(Debug, Parser)]
-#[command(name = "landfall", version, about = "Lands large models on the edge: BLIP-2 captions and LoRA text classifiers over MQTT")]
+#[command(
+    name = "landfall",
+    version,
+    about = "Lands large models on the edge: BLIP-2 captions and LoRA text classifiers over MQTT"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -27,6 +31,9 @@ pub enum Command {
     Run(ConfigArgs),
     /// Validate the config and print it with every default filled in (exit 2 on error).
     CheckConfig(ConfigArgs),
+    /// The default model set from the Hugging Face Hub (models/manifest.toml): pull or pin it.
+    #[command(subcommand)]
+    Models(ModelsCommand),
 }
 
 /// Which config file `run` and `check-config` read.
@@ -118,4 +125,40 @@ pub struct BenchClassifyArgs {
     /// Seconds to measure each batch size (after one warm-up pass).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Download the manifest's models (pinned commits, sha256-verified, resumable).
+    Pull(ModelsPullArgs),
+    /// Resolve the manifest's revisions to commits and fill in every file's sha256 and size
+    /// (downloads each file once; needs the Hub or a mirror in HF_ENDPOINT).
+    Pin(ModelsPinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsPullArgs {
+    /// Manifest to pull [default: the one built into landfall, models/manifest.toml of its source].
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Where the models go, one directory per model (the daemon's `models.dir`).
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Only this model (repeatable) [default: all of the manifest].
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsPinArgs {
+    /// Manifest to pin; rewritten in place, comments kept.
+    #[arg(long, value_name = "FILE", default_value = "models/manifest.toml")]
+    pub manifest: PathBuf,
+    /// Only this model (repeatable) [default: all of the manifest].
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Pin this branch, tag or commit instead of each entry's own revision (e.g. main, to move
+    /// a pinned manifest forward).
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
 }

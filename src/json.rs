@@ -37,6 +37,9 @@ mod tests {
     fn keeps_label_order() {
         let labels = vec!["负面".to_string(), "中性".to_string(), "正面".to_string()];
         let s = LabelScores::new(&labels, &[0.25, 0.25, 0.5]);
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"负面":0.25,"中性":0.25,"正面":0.5}"#);
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"负面":0.25,"中性":0.25,"正面":0.5}"#
+        );
     }
 }

@@ -9,11 +9,14 @@
 //!   ([`models::weights`]), float-or-quantized linear layers ([`models::linear`]), BERT
 //!   ([`models::bert`]) and PEFT LoRA ([`models::lora`]).
 //! - [`classifier`]: a shared base + adapter + labels = a classifier; input readers and metrics.
-//! - [`health`]: process and system figures.
+//! - [`health`]: process and system figures: CPU, memory, and the Jetson facts (board, GPU
+//!   load, EMC, thermal zones, power mode) for the health topic.
 //! - [`logging`]: journald under systemd, else stderr.
 //! - [`config`]: the daemon's TOML config, raw then validated.
 //! - [`daemon`]: `landfall run`: the working loop, the engine thread, the scheduler.
 //! - [`mqtt`]: the broker connection, delivery bookkeeping, offline queue, topics and payloads.
+//! - [`hub`]: `landfall models pull`/`pin`: the pinned model manifest, verified resumable
+//!   downloads from the Hugging Face Hub.
 
 pub mod classifier;
 pub mod cli;
@@ -21,6 +24,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod health;
+pub mod hub;
 pub mod json;
 pub mod logging;
 pub mod models;

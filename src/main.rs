@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use landfall::cli::{BenchCommand, Cli, Command};
+use landfall::cli::{BenchCommand, Cli, Command, ModelsCommand};
 use landfall::commands::{self, CliError};
 
 fn main() -> ExitCode {
@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Classify(args)) => commands::bench::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::CheckConfig(args) => commands::run::check_config(args),
+        Command::Models(ModelsCommand::Pull(args)) => commands::models::pull(args),
+        Command::Models(ModelsCommand::Pin(args)) => commands::models::pin(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,11 @@ fn load(name: &'static str, opts: &ClassifierOptions) -> (common::Case, Classifi
 fn token_ids_match_the_reference_tokenizer() {
     for name in CASES {
         let (c, classifier) = load(name, &ClassifierOptions::default());
-        assert_eq!(classifier.base().tokenizer.max_length, c.reference.max_length, "{name}");
+        assert_eq!(
+            classifier.base().tokenizer.max_length,
+            c.reference.max_length,
+            "{name}"
+        );
         for (text, want) in c.reference.texts.iter().zip(&c.reference.input_ids) {
             let got = classifier.base().tokenizer.encode_batch(&[text]).unwrap();
             assert_eq!(&got.ids[0], want, "{name}: {text:?}");
@@ -64,7 +68,10 @@ fn merged_lora_gives_the_same_logits() {
         let (c, classifier) = load(name, &opts);
         assert!(classifier.adapter().is_merged());
         let texts: Vec<&str> = c.reference.texts.iter().map(String::as_str).collect();
-        let d = max_abs_diff(&classifier.logits(&texts).unwrap(), &c.reference.logits_batched);
+        let d = max_abs_diff(
+            &classifier.logits(&texts).unwrap(),
+            &c.reference.logits_batched,
+        );
         assert!(d < TOLERANCE, "{name}: merged logits differ by {d}");
     }
 }
@@ -119,10 +126,18 @@ fn quantized_bases_stay_close_to_fp32() {
             let texts: Vec<&str> = c.reference.texts.iter().map(String::as_str).collect();
             let logits = classifier.logits(&texts).unwrap();
             assert!(logits.iter().flatten().all(|v| v.is_finite()));
-            // Tiny random models magnify quantization error; the real-weights test measures
-            // agreement. Here: same shape of output, and not garbage.
+            // Tiny random models (hidden 32, weights of std 0.2) magnify 4-bit error; the
+            // real-weights test measures agreement. Here: q8_0 close, 4-bit in range, and the
+            // base really is smaller.
             let d = max_abs_diff(&logits, &c.reference.logits_batched);
-            assert!(d < 1.0, "{name} {quant}: logits differ by {d}");
+            eprintln!("{name} {quant}: max |Δlogit| {d}");
+            let bound = if quant == Quant::Q8_0 { 0.1 } else { 2.5 };
+            assert!(d < bound, "{name} {quant}: logits differ by {d}");
+            let fp32 = load(name, &ClassifierOptions::default()).1;
+            assert!(
+                classifier.base().model.weight_bytes() < fp32.base().model.weight_bytes(),
+                "{name} {quant}: quantized base is not smaller"
+            );
         }
     }
 }

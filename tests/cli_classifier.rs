@@ -45,26 +45,48 @@ fn assert_bad_input(o: &Output, needle: &str) {
 fn classify_json_lines_follow_the_contract() {
     let c = case("zh_qv");
     let texts = &c.reference.texts[..3];
-    let mut args = vec!["classify", "--base", s(&c.base_dir), "--adapter", s(&c.adapter_dir), "--json", "--device", "cpu"];
+    let mut args = vec![
+        "classify",
+        "--base",
+        s(&c.base_dir),
+        "--adapter",
+        s(&c.adapter_dir),
+        "--json",
+        "--device",
+        "cpu",
+    ];
     for t in texts {
         args.push("--text");
         args.push(t);
     }
     let o = landfall(&args, None);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout)
-        .unwrap()
+    let raw = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = raw
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3);
+    // Scores are keyed in label-id order in the text itself (serde_json::Value would sort them).
+    for line in raw.lines() {
+        let scores = &line[line.find("\"scores\"").unwrap()..];
+        let positions: Vec<usize> = c
+            .reference
+            .labels
+            .iter()
+            .map(|l| scores.find(&format!("\"{l}\"")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{line}");
+    }
     for ((line, text), logits) in lines.iter().zip(texts).zip(&c.reference.logits_single) {
         assert_eq!(line["text"], text.as_str());
-        let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
+        let best = (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
         assert_eq!(line["label_id"], best);
         assert_eq!(line["label"], c.reference.labels[best].as_str());
         let scores = line["scores"].as_object().unwrap();
-        assert_eq!(scores.keys().cloned().collect::<Vec<_>>(), c.reference.labels);
+        assert_eq!(scores.len(), c.reference.labels.len());
         let total: f64 = scores.values().map(|v| v.as_f64().unwrap()).sum();
         assert!((total - 1.0).abs() < 1e-5);
         assert_eq!(line["logits"].as_array().unwrap().len(), logits.len());
@@ -80,8 +102,18 @@ fn classify_reads_stdin_csv_and_jsonl() {
     std::fs::write(&csv, "id,text\n1,\"good, really good\"\n2,bad\n").unwrap();
     let jsonl = dir.path().join("in.jsonl");
     std::fs::write(&jsonl, "{\"text\": \"good\"}\n\n{\"text\": \"bad\"}\n").unwrap();
-    let base = ["classify", "--base", s(&c.base_dir), "--adapter", s(&c.adapter_dir)];
-    for (input, stdin, n) in [("-", Some(&b"one\ntwo\nthree\n"[..]), 3), (s(&csv), None, 2), (s(&jsonl), None, 2)] {
+    let base = [
+        "classify",
+        "--base",
+        s(&c.base_dir),
+        "--adapter",
+        s(&c.adapter_dir),
+    ];
+    for (input, stdin, n) in [
+        ("-", Some(&b"one\ntwo\nthree\n"[..]), 3),
+        (s(&csv), None, 2),
+        (s(&jsonl), None, 2),
+    ] {
         let mut args = base.to_vec();
         args.extend(["--input", input]);
         let o = landfall(&args, stdin);
@@ -96,7 +128,10 @@ fn classify_reads_stdin_csv_and_jsonl() {
     args.extend(["--labels", "neg,pos", "--text", "fine"]);
     let o = landfall(&args, None);
     let out = String::from_utf8(o.stdout).unwrap();
-    assert!(out.starts_with("neg\t") || out.starts_with("pos\t"), "{out}");
+    assert!(
+        out.starts_with("neg\t") || out.starts_with("pos\t"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -107,13 +142,37 @@ fn eval_reports_metrics_against_gold_labels() {
     // Gold = the reference's own argmax, given half by name and half by id: accuracy must be 1.
     let mut w = csv::Writer::from_path(&data).unwrap();
     w.write_record(["text", "label"]).unwrap();
-    for (i, (text, logits)) in c.reference.texts.iter().zip(&c.reference.logits_single).enumerate() {
-        let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
-        let label = if i % 2 == 0 { c.reference.labels[best].clone() } else { best.to_string() };
+    for (i, (text, logits)) in c
+        .reference
+        .texts
+        .iter()
+        .zip(&c.reference.logits_single)
+        .enumerate()
+    {
+        let best = (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
+        let label = if i % 2 == 0 {
+            c.reference.labels[best].clone()
+        } else {
+            best.to_string()
+        };
         w.write_record([text.as_str(), label.as_str()]).unwrap();
     }
     w.flush().unwrap();
-    let o = landfall(&["eval", "--base", s(&c.base_dir), "--adapter", s(&c.adapter_dir), "--data", s(&data), "--json"], None);
+    let o = landfall(
+        &[
+            "eval",
+            "--base",
+            s(&c.base_dir),
+            "--adapter",
+            s(&c.adapter_dir),
+            "--data",
+            s(&data),
+            "--json",
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["n"], c.reference.texts.len());
@@ -124,7 +183,18 @@ fn eval_reports_metrics_against_gold_labels() {
 
     // A label that is neither name nor id names the file and line.
     std::fs::write(&data, "text,label\n好,满意\n").unwrap();
-    let o = landfall(&["eval", "--base", s(&c.base_dir), "--adapter", s(&c.adapter_dir), "--data", s(&data)], None);
+    let o = landfall(
+        &[
+            "eval",
+            "--base",
+            s(&c.base_dir),
+            "--adapter",
+            s(&c.adapter_dir),
+            "--data",
+            s(&data),
+        ],
+        None,
+    );
     assert_bad_input(&o, "gold.csv:2");
 }
 
@@ -152,7 +222,11 @@ fn bad_inputs_fail_with_one_line_and_exit_2() {
     // Corrupt safetensors.
     let corrupt = dir.path().join("corrupt");
     copy_dir(&c.adapter_dir, &corrupt);
-    std::fs::write(corrupt.join("adapter_model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+    std::fs::write(
+        corrupt.join("adapter_model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json",
+    )
+    .unwrap();
     let o = classify(&c.base_dir, &corrupt, &[], None);
     assert_bad_input(&o, "adapter_model.safetensors");
 
@@ -160,7 +234,8 @@ fn bad_inputs_fail_with_one_line_and_exit_2() {
     let unknown = dir.path().join("unknown");
     copy_dir(&c.adapter_dir, &unknown);
     let cfg_path = unknown.join("adapter_config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     cfg["target_modules"] = serde_json::json!(["query", "q_proj"]);
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let o = classify(&c.base_dir, &unknown, &[], None);
@@ -179,7 +254,12 @@ fn bad_inputs_fail_with_one_line_and_exit_2() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 
     // Non-UTF-8 input line.
-    let o = classify(&c.base_dir, &c.adapter_dir, &["--input", "-"], Some(b"fine\n\xff\xfe\n"));
+    let o = classify(
+        &c.base_dir,
+        &c.adapter_dir,
+        &["--input", "-"],
+        Some(b"fine\n\xff\xfe\n"),
+    );
     assert_bad_input(&o, "stdin:2");
 
     // Wrong number of --labels.

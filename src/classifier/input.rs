@@ -83,10 +83,13 @@ fn read_csv(name: &str, reader: impl Read, need_label: bool) -> Result<Vec<Row>,
         line,
         reason,
     };
-    let mut csv = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(reader);
     let headers = csv.headers().map_err(|e| err(1, e.to_string()))?.clone();
     let column = |want: &str| headers.iter().position(|h| h.trim() == want);
-    let text_col = column("text").ok_or_else(|| err(1, "no \"text\" column in the header".into()))?;
+    let text_col =
+        column("text").ok_or_else(|| err(1, "no \"text\" column in the header".into()))?;
     let label_col = column("label");
     if need_label && label_col.is_none() {
         return Err(err(1, "no \"label\" column in the header".into()));
@@ -120,7 +123,10 @@ fn csv_reason(e: &csv::Error) -> String {
 fn read_jsonl(name: &str, reader: impl Read, need_label: bool) -> Result<Vec<Row>, InputError> {
     let lines = read_lines(name, BufReader::new(reader))?;
     let mut rows = Vec::new();
-    for Row { text: raw, line, .. } in lines {
+    for Row {
+        text: raw, line, ..
+    } in lines
+    {
         if raw.trim().is_empty() {
             continue;
         }

@@ -90,7 +90,10 @@ mod tests {
         let r = evaluate(&[0, 0, 1, 1, 2, 2], &[0, 1, 1, 1, 0, 2], &labels);
         assert_eq!(r.n, 6);
         assert!((r.accuracy - 4.0 / 6.0).abs() < 1e-12);
-        assert_eq!(r.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]);
+        assert_eq!(
+            r.confusion,
+            vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]
+        );
         // a: p=1/2 r=1/2 f=1/2; b: p=2/3 r=1 f=0.8; c: p=1 r=1/2 f=2/3
         let macro_f1 = (0.5 + 0.8 + 2.0 / 3.0) / 3.0;
         assert!((r.macro_f1 - macro_f1).abs() < 1e-12);

@@ -165,7 +165,9 @@ impl Classifier {
             return Err(ModelError::Missing {
                 dir: base_dir.to_path_buf(),
                 what: "pooler weights",
-                looked_for: "pooler.dense.* in the base or bert.pooler in the adapter's modules_to_save".into(),
+                looked_for:
+                    "pooler.dense.* in the base or bert.pooler in the adapter's modules_to_save"
+                        .into(),
             });
         }
         let labels = resolve_labels(opts.labels.clone(), adapter_dir, adapter.num_labels)?;
@@ -239,7 +241,8 @@ pub fn resolve_labels(
     }
     let config_path = adapter_dir.join("config.json");
     if config_path.is_file() {
-        let text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
             path: config_path.clone(),
             reason: format!("not valid JSON: {e}"),
@@ -280,7 +283,13 @@ pub fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
         .0
 }
 
@@ -290,10 +299,14 @@ impl Classifier {
     pub fn set_max_length(&mut self, max_length: usize) -> Result<(), String> {
         let limit = self.base.model.config.max_position_embeddings;
         if max_length == 0 || max_length > limit {
-            return Err(format!("sequence length {max_length} must be in 1..={limit} (max_position_embeddings)"));
+            return Err(format!(
+                "sequence length {max_length} must be in 1..={limit} (max_position_embeddings)"
+            ));
         }
         let base = Arc::get_mut(&mut self.base)
             .ok_or("the base is shared; set the length before sharing it")?;
-        base.tokenizer.set_max_length(max_length).map_err(|e| e.to_string())
+        base.tokenizer
+            .set_max_length(max_length)
+            .map_err(|e| e.to_string())
     }
 }

@@ -11,7 +11,8 @@ use crate::cli::BenchClassifyArgs;
 use crate::health::process_memory;
 
 /// A text long enough to fill any `--seq-len`: truncation then makes every text exactly that long.
-const FILLER: &str = "这个产品非常好用，质量也不错，物流很快，包装完好，客服态度热情，下次还会再来购买。";
+const FILLER: &str =
+    "这个产品非常好用，质量也不错，物流很快，包装完好，客服态度热情，下次还会再来购买。";
 
 pub fn run(args: &BenchClassifyArgs) -> Result<(), CliError> {
     let mut classifier = load_classifier(&args.classifier)?;

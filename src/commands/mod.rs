@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod classify;
 pub mod eval;
+pub mod models;
 pub mod run;
 
 use std::fmt;
@@ -85,5 +86,10 @@ pub fn load_classifier(args: &ClassifierArgs) -> Result<Classifier, CliError> {
         labels: args.labels.clone(),
     };
     let mut cache = BaseCache::default();
-    Ok(Classifier::load(&args.base, &args.adapter, &opts, &mut cache)?)
+    Ok(Classifier::load(
+        &args.base,
+        &args.adapter,
+        &opts,
+        &mut cache,
+    )?)
 }

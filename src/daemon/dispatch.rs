@@ -7,16 +7,18 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::dedup::{Redeliveries, REMEMBERED};
 use super::engine::{Done, Engine, ModelState, ModelStatus, Work, QUEUE};
 use super::metrics::{round, Metrics};
 use super::scheduler::{Overloaded, Priority, Scheduler};
 use super::systemd;
+use crate::health::SystemSampler;
 use crate::mqtt::link::{Client, InMessage, LinkEvent};
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::spool::OutMessage;
 use crate::mqtt::topics::{
-    self, parse_classify_request, ClassifyResult, ErrorCode, ErrorReply, Health, ModelHealth,
-    MqttHealth, QueueDepths, SystemHealth, Topics,
+    self, parse_classify_request, ClassifyResult, ErrorCode, ErrorReply, Health, MqttHealth,
+    QueueDepths, SystemHealth, Topics,
 };
 
 /// Where an answer goes.
@@ -48,6 +50,9 @@ pub struct Dispatcher {
     in_engine: HashMap<u64, (String, Vec<Pending>)>,
     next_batch_id: u64,
     pub metrics: Metrics,
+    redeliveries: Redeliveries,
+    /// CPU, memory and Jetson figures for health; keeps the previous CPU sample.
+    system: SystemSampler,
     pub draining: bool,
     /// SUBACK seen on this session.
     subscribed: bool,
@@ -83,6 +88,8 @@ impl Dispatcher {
             in_engine: HashMap::new(),
             next_batch_id: 0,
             metrics,
+            redeliveries: Redeliveries::new(REMEMBERED),
+            system: SystemSampler::default(),
             draining: false,
             subscribed: false,
             connected_before: false,
@@ -183,6 +190,18 @@ impl Dispatcher {
     fn on_message(&mut self, m: InMessage) {
         if !self.topics.is_classify_request(&m.topic) {
             tracing::debug!("ignoring a message on {}", m.topic);
+            return;
+        }
+        let redelivered = self.redeliveries.is_redelivery(
+            m.dup,
+            &m.topic,
+            &m.payload,
+            m.response_topic.as_deref(),
+            m.correlation_data.as_deref(),
+        );
+        if redelivered {
+            self.metrics.redeliveries += 1;
+            tracing::debug!("skipping a request the broker delivered again");
             return;
         }
         self.metrics.requests += 1;
@@ -371,7 +390,6 @@ impl Dispatcher {
         loop {
             match self.outbox.next_to_send() {
                 Ok(Some(msg)) => {
-                    tracing::trace!(target: "landfall::diag", "SEND {}", &msg.payload[..msg.payload.len().min(14)]);
                     if let Err(e) = self.client.try_publish(&msg) {
                         tracing::debug!("the event loop is busy ({e}); publishing later");
                         self.outbox.unsend();
@@ -392,26 +410,11 @@ impl Dispatcher {
         self.push(status_message(&self.topics.health, &payload));
     }
 
-    fn health(&self) -> Health {
+    fn health(&mut self) -> Health {
         let models = self
             .models
             .iter()
-            .map(|m| {
-                let (state, reason) = match &m.state {
-                    ModelState::Loaded => ("loaded", None),
-                    ModelState::Missing(r) => ("missing", Some(r.clone())),
-                    ModelState::Failed(r) => ("failed", Some(r.clone())),
-                };
-                let health = ModelHealth {
-                    state,
-                    reason,
-                    quant: m.quant.clone(),
-                    device: m.device.clone(),
-                    adapter: m.adapter.clone(),
-                    labels: m.labels.clone(),
-                };
-                (m.name.clone(), health)
-            })
+            .map(|m| (m.name.clone(), m.health()))
             .collect::<BTreeMap<_, _>>();
         let memory = crate::health::process_memory();
         Health {
@@ -436,6 +439,7 @@ impl Dispatcher {
             system: SystemHealth {
                 rss_bytes: memory.rss_bytes,
                 peak_rss_bytes: memory.peak_rss_bytes,
+                machine: self.system.sample(),
             },
             mqtt: MqttHealth {
                 connected: self.outbox.is_connected(),

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::classifier::{BaseCache, Classifier, ClassifierOptions, Prediction};
 use crate::config::ClassifierConfig;
 use crate::models::runtime::{device_name, FloatType};
+use crate::mqtt::topics::ModelHealth;
 
 /// Batches handed over and not yet taken by the thread; the daemon keeps at most this many out.
 pub const QUEUE: usize = 2;
@@ -46,6 +47,25 @@ pub struct ModelStatus {
     /// The adapter's version: its directory name.
     pub adapter: String,
     pub labels: Vec<String>,
+}
+
+impl ModelStatus {
+    /// This model as the health topic reports it.
+    pub fn health(&self) -> ModelHealth {
+        let (state, reason) = match &self.state {
+            ModelState::Loaded => ("loaded", None),
+            ModelState::Missing(r) => ("missing", Some(r.clone())),
+            ModelState::Failed(r) => ("failed", Some(r.clone())),
+        };
+        ModelHealth {
+            state,
+            reason,
+            quant: self.quant.clone(),
+            device: self.device.clone(),
+            adapter: self.adapter.clone(),
+            labels: self.labels.clone(),
+        }
+    }
 }
 
 /// A batch for one classifier.

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub requests: u64,
     pub errors: u64,
     pub overloaded: u64,
+    /// Requests the broker delivered again and that were not answered twice.
+    pub redeliveries: u64,
     pub reconnects: u64,
     latency: BTreeMap<&'static str, LatencyWindow>,
 }
@@ -64,6 +66,7 @@ impl Metrics {
             requests: 0,
             errors: 0,
             overloaded: 0,
+            redeliveries: 0,
             reconnects: 0,
             latency: BTreeMap::new(),
         }
@@ -85,6 +88,7 @@ impl Metrics {
             requests: self.requests,
             errors: self.errors,
             overloaded: self.overloaded,
+            redeliveries: self.redeliveries,
             results_delivered: delivered,
             results_dropped: dropped,
         }

@@ -10,6 +10,7 @@
 //! link, then drives the [`dispatch::Dispatcher`] from one loop until `shutdown` resolves; then it
 //! answers what it holds, publishes `offline`, keeps undelivered results on disk and disconnects.
 
+pub mod dedup;
 pub mod dispatch;
 pub mod engine;
 pub mod metrics;

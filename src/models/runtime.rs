@@ -91,7 +91,9 @@ impl FromStr for FloatType {
             "f32" => Ok(Self::F32),
             "f16" => Ok(Self::F16),
             "bf16" => Ok(Self::Bf16),
-            other => Err(format!("unknown dtype {other:?}: expected f32, f16 or bf16")),
+            other => Err(format!(
+                "unknown dtype {other:?}: expected f32, f16 or bf16"
+            )),
         }
     }
 }

@@ -48,12 +48,11 @@ impl SafetensorsFile {
             ));
         }
         let mut header = vec![0u8; header_len as usize];
-        file.read_exact_at(&mut header, 8).map_err(|e| e.to_string())?;
+        file.read_exact_at(&mut header, 8)
+            .map_err(|e| e.to_string())?;
         let header: Value = serde_json::from_slice(&header)
             .map_err(|e| format!("header is not valid JSON ({e})"))?;
-        let entries = header
-            .as_object()
-            .ok_or("header is not a JSON object")?;
+        let entries = header.as_object().ok_or("header is not a JSON object")?;
         let data_start = 8 + header_len;
         let mut tensors = HashMap::new();
         for (name, entry) in entries {
@@ -81,7 +80,10 @@ impl SafetensorsFile {
 
     /// Reads tensor `name` onto `device` in its stored dtype.
     pub fn load(&self, name: &str, device: &Device) -> Result<Tensor, String> {
-        let info = self.tensors.get(name).ok_or("missing from the checkpoint")?;
+        let info = self
+            .tensors
+            .get(name)
+            .ok_or("missing from the checkpoint")?;
         let mut bytes = vec![0u8; (info.end - info.start) as usize];
         self.file
             .read_exact_at(&mut bytes, info.start)

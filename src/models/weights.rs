@@ -34,7 +34,7 @@ impl WeightStore {
         let index = dir.join("model.safetensors.index.json");
         let pth = dir.join("pytorch_model.bin");
         if single.is_file() {
-            Self::open_safetensors(&single, &[single.clone()])
+            Self::open_safetensors(&single, std::slice::from_ref(&single))
         } else if index.is_file() {
             let shards = shard_paths(&index)?;
             Self::open_safetensors(&index, &shards)
@@ -147,11 +147,12 @@ impl WeightStore {
                     .get(name)
                     .map(|&i| &files[i])
                     .ok_or_else(|| self.tensor_error(name, "missing from the checkpoint".into()))?;
-                file.load(name, device).map_err(|reason| ModelError::Tensor {
-                    path: file.path().to_path_buf(),
-                    name: name.to_string(),
-                    reason,
-                })?
+                file.load(name, device)
+                    .map_err(|reason| ModelError::Tensor {
+                        path: file.path().to_path_buf(),
+                        name: name.to_string(),
+                        reason,
+                    })?
             }
             Backing::Loaded(map) => map
                 .get(name)

@@ -39,6 +39,9 @@ pub struct InMessage {
     /// MQTT 5 Response Topic: where the answer goes instead of the usual result topic.
     pub response_topic: Option<String>,
     pub correlation_data: Option<Vec<u8>>,
+    /// The broker's DUP flag: it may have delivered this message before (a redelivery after a
+    /// reconnect or a broker restart).
+    pub dup: bool,
 }
 
 #[derive(Debug)]
@@ -285,6 +288,7 @@ fn convert_v311(event: rumqttc::Event) -> Option<LinkEvent> {
             payload: p.payload.to_vec(),
             response_topic: None,
             correlation_data: None,
+            dup: p.dup,
         }),
         Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked {
             pkid: a.pkid,
@@ -341,13 +345,13 @@ fn convert_v5(event: rumqttc::v5::Event) -> Option<LinkEvent> {
             session_present: c.session_present,
         },
         Event::Incoming(Packet::Publish(p)) => {
-            tracing::trace!(target: "landfall::diag", "IN dup={} {}", p.dup, String::from_utf8_lossy(&p.payload[..p.payload.len().min(12)]));
             let props = p.properties.unwrap_or_default();
             LinkEvent::Message(InMessage {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload.to_vec(),
                 response_topic: props.response_topic,
                 correlation_data: props.correlation_data.map(|c| c.to_vec()),
+                dup: p.dup,
             })
         }
         Event::Incoming(Packet::PubAck(a)) => LinkEvent::Acked {

@@ -183,7 +183,6 @@ impl Outbox {
             return Ok(None);
         };
         let msg = entry.msg.clone();
-        tracing::trace!(target: "landfall::diag", "NEXT {:?} {}", entry.origin, &msg.payload[..msg.payload.len().min(14)]);
         self.unassigned.push_back(entry);
         Ok(Some(msg))
     }
@@ -209,10 +208,8 @@ impl Outbox {
     pub fn on_outgoing(&mut self, pkid: u16) {
         // 0 is QoS 0 (never ours); a known id is rumqttc retransmitting on a resumed session.
         if pkid == 0 || self.in_flight.contains_key(&pkid) {
-            tracing::trace!(target: "landfall::diag", "OUT {pkid} ignored");
             return;
         }
-        tracing::trace!(target: "landfall::diag", "OUT {pkid} unassigned={}", self.unassigned.len());
         if let Some(entry) = self.unassigned.pop_front() {
             self.in_flight.insert(pkid, entry);
         }
@@ -221,10 +218,8 @@ impl Outbox {
     /// The broker acknowledged a packet id; returns the message it finished.
     pub fn on_ack(&mut self, pkid: u16) -> Result<Option<Acked>, SpoolError> {
         let Some(entry) = self.in_flight.remove(&pkid) else {
-            tracing::trace!(target: "landfall::diag", "ACK {pkid} unknown");
             return Ok(None);
         };
-        tracing::trace!(target: "landfall::diag", "ACK {pkid} {:?}", entry.origin);
         if let Origin::Spooled(seq) = entry.origin {
             self.spool_in_flight.remove(&seq);
             self.spool.remove(seq)?;
@@ -242,7 +237,6 @@ impl Outbox {
     /// The connection dropped. Every unacknowledged message, and the first `taken` handed-over
     /// ones that the link took back from rumqttc, will be sent again; results go to disk.
     pub fn on_disconnect(&mut self, taken: usize) -> Result<(), SpoolError> {
-        tracing::trace!(target: "landfall::diag", "DISC taken={taken} unassigned={} inflight={}", self.unassigned.len(), self.in_flight.len());
         self.connected = false;
         self.control.clear();
         let mut back: Vec<Entry> = self.in_flight.drain().map(|(_, e)| e).collect();

@@ -277,6 +277,8 @@ pub struct Counters {
     pub requests: u64,
     pub errors: u64,
     pub overloaded: u64,
+    /// Requests the broker sent again (DUP) that were already taken: not answered twice.
+    pub redeliveries: u64,
     pub results_delivered: u64,
     /// Results dropped because the on-disk queue was full.
     pub results_dropped: u64,
@@ -291,10 +293,13 @@ pub struct Latency {
     pub n: usize,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SystemHealth {
     pub rss_bytes: u64,
     pub peak_rss_bytes: u64,
+    /// CPU, memory, temperatures and Jetson figures, each only where the machine exposes it.
+    #[serde(flatten)]
+    pub machine: crate::health::SystemFacts,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]

@@ -32,8 +32,12 @@ pub const CASES: [&str; 3] = ["zh_qv", "en_wide_patterns", "mixed_rslora_regex"]
 
 pub fn case(name: &'static str) -> Case {
     let dir = fixtures().join("cases").join(name);
-    let text = std::fs::read_to_string(dir.join("reference.json"))
-        .unwrap_or_else(|e| panic!("{}: {e}; run tests/fixtures/generate_classifier.py", dir.display()));
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run tests/fixtures/generate_classifier.py",
+            dir.display()
+        )
+    });
     let reference: CaseReference = serde_json::from_str(&text).expect("reference.json parses");
     Case {
         name,

@@ -40,6 +40,7 @@ impl Client311 {
                             payload: p.payload.to_vec(),
                             retain: p.retain,
                             correlation: None,
+                            dup: p.dup,
                         });
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {

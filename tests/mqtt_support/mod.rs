@@ -38,6 +38,11 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Self {
+        Self::start_with(|_| String::new())
+    }
+
+    /// Starts it with more configuration, which `extra` may write files into its directory for.
+    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // Started as root, mosquitto drops to an unprivileged user, who must still be able to
         // write its persistence file here.
@@ -51,8 +56,9 @@ impl Mosquitto {
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
                  max_packet_size 20000000\nmax_queued_messages 10000\nmax_inflight_messages 20\n\
-                 log_dest stderr\nlog_type error\n",
-                dir.path().display()
+                 log_dest stderr\nlog_type error\n{}",
+                dir.path().display(),
+                extra(dir.path())
             ),
         )
         .expect("write mosquitto.conf");
@@ -212,6 +218,8 @@ pub struct Msg {
     pub payload: Vec<u8>,
     pub retain: bool,
     pub correlation: Option<Vec<u8>>,
+    /// The broker's DUP flag: a redelivery on the broker-to-client hop.
+    pub dup: bool,
 }
 
 impl Msg {
@@ -280,6 +288,7 @@ impl Client5 {
                             topic: String::from_utf8_lossy(&p.topic).into_owned(),
                             payload: p.payload.to_vec(),
                             retain: p.retain,
+                            dup: p.dup,
                             correlation: p
                                 .properties
                                 .and_then(|pr| pr.correlation_data)

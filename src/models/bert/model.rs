@@ -69,7 +69,12 @@ pub trait LinearDeltas {
 
 /// No adapter: the plain base.
 impl LinearDeltas for () {
-    fn layer_delta(&self, _: usize, _: LayerSite, _: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn layer_delta(
+        &self,
+        _: usize,
+        _: LayerSite,
+        _: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         Ok(None)
     }
     fn pooler_delta(&self, _: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -163,11 +168,12 @@ impl Loader<'_> {
 
     /// LayerNorm weights under `weight`/`bias`, or the `gamma`/`beta` of old TF-converted files.
     fn layer_norm(&self, module: &str, size: usize, eps: f64) -> Result<LayerNorm, ModelError> {
-        let (w, b) = if self.has(&format!("{module}.weight")) || !self.has(&format!("{module}.gamma")) {
-            ("weight", "bias")
-        } else {
-            ("gamma", "beta")
-        };
+        let (w, b) =
+            if self.has(&format!("{module}.weight")) || !self.has(&format!("{module}.gamma")) {
+                ("weight", "bias")
+            } else {
+                ("gamma", "beta")
+            };
         Ok(LayerNorm {
             weight: self.get(&format!("{module}.{w}"), &[size])?,
             bias: self.get(&format!("{module}.{b}"), &[size])?,
@@ -225,7 +231,11 @@ impl BertBase {
                 "missing (with or without the bert. prefix): is this a BERT checkpoint?".into(),
             ));
         };
-        let l = Loader { store, prefix, opts };
+        let l = Loader {
+            store,
+            prefix,
+            opts,
+        };
         let h = config.hidden_size;
         let embeddings = Embeddings {
             word: l.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
@@ -249,7 +259,12 @@ impl BertBase {
                     LayerSite::Output => (h, config.intermediate_size),
                     _ => (h, h),
                 };
-                linears.push(l.linear(&format!("{p}.{}", site.module_path()), out_dim, in_dim, hook)?);
+                linears.push(l.linear(
+                    &format!("{p}.{}", site.module_path()),
+                    out_dim,
+                    in_dim,
+                    hook,
+                )?);
             }
             layers.push(EncoderLayer {
                 linears,
@@ -258,7 +273,11 @@ impl BertBase {
                     h,
                     config.layer_norm_eps,
                 )?,
-                output_norm: l.layer_norm(&format!("{p}.output.LayerNorm"), h, config.layer_norm_eps)?,
+                output_norm: l.layer_norm(
+                    &format!("{p}.output.LayerNorm"),
+                    h,
+                    config.layer_norm_eps,
+                )?,
             });
         }
         // A bare encoder saved without pooler is valid; a classifier then needs the pooler from
@@ -303,7 +322,11 @@ impl BertBase {
         let e = &self.embeddings;
         let mut total = t(&e.word) + t(&e.position) + t(&e.token_type) + n(&e.norm);
         for layer in &self.layers {
-            total += layer.linears.iter().map(BaseLinear::weight_bytes).sum::<usize>();
+            total += layer
+                .linears
+                .iter()
+                .map(BaseLinear::weight_bytes)
+                .sum::<usize>();
             total += n(&layer.attention_norm) + n(&layer.output_norm);
         }
         total + self.pooler.as_ref().map_or(0, BaseLinear::weight_bytes)
@@ -332,10 +355,15 @@ impl BertBase {
     ) -> candle_core::Result<Tensor> {
         let (batch, seq) = input_ids.dims2()?;
         let e = &self.embeddings;
-        let words = e.word.embedding(&input_ids.flatten_all()?)?.reshape((batch, seq, ()))?;
+        let words = e
+            .word
+            .embedding(&input_ids.flatten_all()?)?
+            .reshape((batch, seq, ()))?;
         let positions = e.position.narrow(0, 0, seq)?;
         let types = e.token_type.narrow(0, 0, 1)?;
-        let x = words.broadcast_add(&positions.unsqueeze(0)?)?.broadcast_add(&types)?;
+        let x = words
+            .broadcast_add(&positions.unsqueeze(0)?)?
+            .broadcast_add(&types)?;
         let mut x = e.norm.forward(&x)?;
         let bias = self.attention_bias(attention_mask)?;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -403,7 +431,9 @@ impl BertBase {
         let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         let dense = match replacement.or(self.pooler.as_ref()) {
             Some(d) => d,
-            None => candle_core::bail!("the base has no pooler weights and the adapter brings none"),
+            None => {
+                candle_core::bail!("the base has no pooler weights and the adapter brings none")
+            }
         };
         let mut y = dense.forward(&first)?;
         if replacement.is_none() {
@@ -428,4 +458,3 @@ impl BertBase {
         Ok((ids, mask))
     }
 }
-

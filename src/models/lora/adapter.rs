@@ -111,7 +111,10 @@ impl LoraAdapter {
         };
 
         let modules = bert_classifier_modules(base.num_hidden_layers);
-        check_every_target_exists(&config, &modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>())?;
+        check_every_target_exists(
+            &config,
+            &modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        )?;
         let mut layers: Vec<[Option<LoraDelta>; 6]> = (0..base.num_hidden_layers)
             .map(|_| Default::default())
             .collect();
@@ -148,7 +151,9 @@ impl LoraAdapter {
                 LinearPlace::Layer(_, LayerSite::Output) => {
                     (base.intermediate_size, base.hidden_size)
                 }
-                LinearPlace::Layer(..) | LinearPlace::Pooler => (base.hidden_size, base.hidden_size),
+                LinearPlace::Layer(..) | LinearPlace::Pooler => {
+                    (base.hidden_size, base.hidden_size)
+                }
                 LinearPlace::Classifier => {
                     return Err(refuse(
                         "matches the classifier head; put it in modules_to_save instead".into(),
@@ -180,8 +185,7 @@ impl LoraAdapter {
         if !keys.contains_key("classifier.weight") {
             return Err(store.tensor_error(
                 "base_model.model.classifier.weight",
-                "missing: a SEQ_CLS adapter saves its head (modules_to_save \"classifier\")"
-                    .into(),
+                "missing: a SEQ_CLS adapter saves its head (modules_to_save \"classifier\")".into(),
             ));
         }
         let head_w = take("classifier.weight", None)?;
@@ -203,9 +207,11 @@ impl LoraAdapter {
         } else {
             None
         };
-        if let Some(extra) = store.names().iter().find(|k| {
-            !used.contains(*k) && !k.contains(".original_module.")
-        }) {
+        if let Some(extra) = store
+            .names()
+            .iter()
+            .find(|k| !used.contains(*k) && !k.contains(".original_module."))
+        {
             return Err(store.tensor_error(
                 extra,
                 "is not a tensor this adapter's config explains (is adapter_config.json from the same training run?)".into(),
@@ -239,7 +245,9 @@ impl LoraAdapter {
         let rest = name.strip_prefix("bert.encoder.layer.")?;
         let (index, path) = rest.split_once('.')?;
         let index: usize = index.parse().ok()?;
-        let site = LayerSite::ALL.into_iter().find(|s| s.module_path() == path)?;
+        let site = LayerSite::ALL
+            .into_iter()
+            .find(|s| s.module_path() == path)?;
         self.layers.get(index)?[site as usize].as_ref()
     }
 
@@ -263,7 +271,11 @@ impl LinearDeltas for LoraAdapter {
         if self.merged {
             return Ok(None);
         }
-        match self.layers.get(layer).and_then(|l| l[site as usize].as_ref()) {
+        match self
+            .layers
+            .get(layer)
+            .and_then(|l| l[site as usize].as_ref())
+        {
             Some(d) => d.apply(x).map(Some),
             None => Ok(None),
         }

@@ -108,13 +108,19 @@ impl LoraConfig {
                 Some(_) => true,
             };
             if set {
-                return Err(err(field, "is set, which landfall does not implement".into()));
+                return Err(err(
+                    field,
+                    "is set, which landfall does not implement".into(),
+                ));
             }
         }
         for field in REFUSED_IF_TRUE {
             if get(field).and_then(Value::as_bool) == Some(true) {
                 let what = if field == "use_dora" { " (DoRA)" } else { "" };
-                return Err(err(field, format!("is true{what}, which landfall does not implement")));
+                return Err(err(
+                    field,
+                    format!("is true{what}, which landfall does not implement"),
+                ));
             }
         }
         match get("bias").and_then(Value::as_str) {
@@ -173,8 +179,9 @@ impl LoraConfig {
             v.as_u64().filter(|r| *r > 0).map(|r| r as usize)
         })
         .map_err(|reason| err("rank_pattern", reason))?;
-        let alpha_pattern = parse_patterns(get("alpha_pattern"), &order.alpha_pattern, Value::as_f64)
-            .map_err(|reason| err("alpha_pattern", reason))?;
+        let alpha_pattern =
+            parse_patterns(get("alpha_pattern"), &order.alpha_pattern, Value::as_f64)
+                .map_err(|reason| err("alpha_pattern", reason))?;
         let modules_to_save = string_or_list(get("modules_to_save"))
             .map_err(|reason| err("modules_to_save", reason))?;
 
@@ -189,7 +196,9 @@ impl LoraConfig {
             layers_pattern,
             rank_pattern,
             alpha_pattern,
-            fan_in_fan_out: get("fan_in_fan_out").and_then(Value::as_bool).unwrap_or(false),
+            fan_in_fan_out: get("fan_in_fan_out")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             modules_to_save,
             base_model_name_or_path: get("base_model_name_or_path")
                 .and_then(Value::as_str)
@@ -298,7 +307,9 @@ fn parse_targets(v: &Value) -> Result<TargetModules, String> {
             }
             Ok(TargetModules::Names(names))
         }
-        other => Err(format!("expected a list of names or a regex string, got {other}")),
+        other => Err(format!(
+            "expected a list of names or a regex string, got {other}"
+        )),
     }
 }
 
@@ -320,7 +331,9 @@ fn string_or_list(v: Option<&Value>) -> Result<Vec<String>, String> {
                     .ok_or_else(|| format!("expected strings, got {i}"))
             })
             .collect(),
-        Some(other) => Err(format!("expected a string or a list of strings, got {other}")),
+        Some(other) => Err(format!(
+            "expected a string or a list of strings, got {other}"
+        )),
     }
 }
 
@@ -343,7 +356,10 @@ fn ordered_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
             Ok(Vec::new())
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut keys = Vec::new();
             while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
                 keys.push(k);
@@ -435,7 +451,10 @@ mod tests {
         v["alpha_pattern"] = json!({"query": 16});
         v["use_rslora"] = json!(true);
         let c = cfg(v).unwrap();
-        assert_eq!(c.rank_and_scaling("bert.encoder.layer.0.attention.self.value"), (4, 16.0));
+        assert_eq!(
+            c.rank_and_scaling("bert.encoder.layer.0.attention.self.value"),
+            (4, 16.0)
+        );
         let (r, s) = c.rank_and_scaling("bert.encoder.layer.0.attention.self.query");
         assert_eq!(r, 8);
         assert!((s - 16.0 / 8f64.sqrt()).abs() < 1e-12);

@@ -1,4 +1,12 @@
-//! Process and system figures for health reports and benchmarks.
+//! Process and system figures for health reports and benchmarks: this process's memory here,
+//! the machine's CPU, memory and Jetson facts in [`system`] (read through [`procfs`] and
+//! [`jetson`], each under a root directory that tests replace with a fake tree).
+
+pub mod jetson;
+pub mod procfs;
+pub mod system;
+
+pub use system::{SystemFacts, SystemSampler};
 
 /// Resident memory of this process, from `/proc/self/status` (0 where unavailable).
 #[derive(Debug, Clone, Copy, Default)]
