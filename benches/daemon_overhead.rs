@@ -21,14 +21,22 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use landfall::classifier::{BaseCache, Classifier, ClassifierOptions};
-use mqtt_support::{fixtures, reference, request_body, Client5, Daemon, Mosquitto};
+use mqtt_support::{fixtures, reference, request_body, Daemon, Mosquitto, WAIT};
+use rumqttc::v5::mqttbytes::v5 as p5;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::Event;
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, timeout_at};
 
 /// The daemon's defaults (`scheduler.max_batch`, `scheduler.max_wait_ms`).
 const MAX_BATCH: usize = 16;
 const DEFAULT_MAX_WAIT_MS: u64 = 5;
-/// Sequential requests per daemon configuration.
+/// Sequential requests per daemon configuration; fewer on the stock broker, ~45 ms each there.
 const SEQUENTIAL: usize = 400;
+const SEQUENTIAL_STOCK: usize = 100;
 /// Requests in the burst.
 const BURST: usize = 2000;
 /// Repetitions of each text for the batch-1 model time.
@@ -57,45 +65,198 @@ async fn run() {
     eprintln!("in-process model time ...");
     let local = InProcess::measure(&texts);
 
-    eprintln!("starting mosquitto and the daemon (max_wait_ms = {DEFAULT_MAX_WAIT_MS}) ...");
-    let broker = Mosquitto::start();
+    // The main broker sends without Nagle's delay (`set_tcp_nodelay true`), so what remains
+    // is the daemon's own; a second run on mosquitto's defaults shows what a stock broker adds.
+    eprintln!(
+        "mosquitto (set_tcp_nodelay true), the daemon (max_wait_ms = {DEFAULT_MAX_WAIT_MS}) ..."
+    );
+    let broker = Mosquitto::start_with(|_| "set_tcp_nodelay true\n".to_string());
     let state = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(&daemon_config(
-        broker.port,
-        "bench5",
-        &state.path().join("q5"),
-        DEFAULT_MAX_WAIT_MS,
-    ));
-    let mut client = Client5::connect(broker.port, "bench-client", false).await;
-    client.wait_ready("landfall/bench5").await;
-    client.subscribe(REPLY_TOPIC).await;
-    eprintln!("sequential requests (max_wait_ms = {DEFAULT_MAX_WAIT_MS}) ...");
-    let seq_default = sequential(
-        &mut client,
-        "landfall/bench5",
-        DEFAULT_MAX_WAIT_MS,
-        &reference,
-        &local,
-    )
-    .await;
-    eprintln!("burst of {BURST} requests ...");
-    let burst = burst(&mut client, "landfall/bench5", &reference).await;
-    daemon.stop().await;
-
-    eprintln!("sequential requests (max_wait_ms = 0) ...");
-    let daemon = Daemon::start(&daemon_config(
-        broker.port,
-        "bench0",
-        &state.path().join("q0"),
-        0,
-    ));
-    client.wait_ready("landfall/bench0").await;
-    let seq_zero = sequential(&mut client, "landfall/bench0", 0, &reference, &local).await;
-    daemon.stop().await;
+    let mut client = BenchClient::connect(broker.port).await;
+    let (seq_default, burst) = {
+        let prefix = "landfall/bench5";
+        let daemon = Daemon::start(&daemon_config(
+            broker.port,
+            "bench5",
+            &state.path().join("q5"),
+            DEFAULT_MAX_WAIT_MS,
+        ));
+        client.wait_ready(prefix).await;
+        let label = format!("max_wait_ms {DEFAULT_MAX_WAIT_MS} (default)");
+        let seq = sequential(&mut client, prefix, label, SEQUENTIAL, &reference, &local).await;
+        eprintln!("burst of {BURST} requests ...");
+        let burst = burst(&mut client, prefix, &reference).await;
+        daemon.stop().await;
+        (seq, burst)
+    };
+    eprintln!("the daemon with max_wait_ms = 0 ...");
+    let seq_zero = {
+        let prefix = "landfall/bench0";
+        let daemon = Daemon::start(&daemon_config(
+            broker.port,
+            "bench0",
+            &state.path().join("q0"),
+            0,
+        ));
+        client.wait_ready(prefix).await;
+        let label = "max_wait_ms 0".to_string();
+        let seq = sequential(&mut client, prefix, label, SEQUENTIAL, &reference, &local).await;
+        daemon.stop().await;
+        seq
+    };
     drop(client);
     drop(broker);
 
-    print_report(&local, &seq_default, &seq_zero, &burst, started.elapsed());
+    eprintln!("mosquitto with its defaults (set_tcp_nodelay false) ...");
+    let seq_stock = {
+        let broker = Mosquitto::start();
+        let mut client = BenchClient::connect(broker.port).await;
+        let prefix = "landfall/benchstock";
+        let daemon = Daemon::start(&daemon_config(
+            broker.port,
+            "benchstock",
+            &state.path().join("qs"),
+            DEFAULT_MAX_WAIT_MS,
+        ));
+        client.wait_ready(prefix).await;
+        let label = format!(
+            "max_wait_ms {DEFAULT_MAX_WAIT_MS}, mosquitto's default `set_tcp_nodelay false`"
+        );
+        let seq = sequential(
+            &mut client,
+            prefix,
+            label,
+            SEQUENTIAL_STOCK,
+            &reference,
+            &local,
+        )
+        .await;
+        daemon.stop().await;
+        seq
+    };
+
+    print_report(
+        &local,
+        &[&seq_default, &seq_zero, &seq_stock],
+        &burst,
+        started.elapsed(),
+    );
+}
+
+/// An answer as the load client's event loop saw it arrive.
+struct Answer {
+    at: Instant,
+    topic: String,
+    body: Value,
+}
+
+/// The load generator: an MQTT 5 client that asks for its answers on [`REPLY_TOPIC`]. It sets
+/// TCP_NODELAY, so Nagle's algorithm on its own socket (a PUBACK for the previous answer still
+/// unacknowledged holds the next request back until the broker's delayed ACK, about 40 ms)
+/// does not count against the daemon.
+struct BenchClient {
+    client: rumqttc::v5::AsyncClient,
+    answers: mpsc::UnboundedReceiver<Answer>,
+    task: JoinHandle<()>,
+}
+
+impl BenchClient {
+    async fn connect(port: u16) -> Self {
+        let mut o = rumqttc::v5::MqttOptions::new("bench-client", "127.0.0.1", port);
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        o.set_keep_alive(Duration::from_secs(30))
+            .set_clean_start(true)
+            .set_network_options(net);
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(o, BURST + 100);
+        let (tx, answers) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready_tx = Some(ready_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let at = Instant::now();
+                        let body = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                        let _ = tx.send(Answer { at, topic, body });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        client
+            .subscribe(REPLY_TOPIC, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        timeout(WAIT, ready_rx)
+            .await
+            .expect("the bench client connects and subscribes in time")
+            .expect("suback");
+        Self {
+            client,
+            answers,
+            task,
+        }
+    }
+
+    async fn request(&self, topic: &str, id: &str, text: &str) {
+        let props = p5::PublishProperties {
+            response_topic: Some(REPLY_TOPIC.to_string()),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                request_body(id, text, None),
+                props,
+            )
+            .await
+            .expect("publish");
+    }
+
+    /// The next answer on [`REPLY_TOPIC`] before `deadline`.
+    async fn next_until(&mut self, deadline: tokio::time::Instant) -> Option<Answer> {
+        loop {
+            let a = timeout_at(deadline, self.answers.recv()).await.ok()??;
+            if a.topic == REPLY_TOPIC {
+                return Some(a);
+            }
+        }
+    }
+
+    /// Asks the daemon at `prefix` until it answers: its subscriptions are then in place.
+    async fn wait_ready(&mut self, prefix: &str) {
+        let topic = format!("{prefix}/classify/request");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.request(&topic, "ready", "ping").await;
+            let until = tokio::time::Instant::now() + Duration::from_millis(500);
+            while let Some(a) = self.next_until(until).await {
+                if a.body["id"] == "ready" {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{prefix} never answered"
+            );
+        }
+    }
+}
+
+impl Drop for BenchClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The daemon's defaults except a queue that holds the whole burst (so it measures throughput,
@@ -191,7 +352,7 @@ impl InProcess {
 
 /// Sequential request→answer figures, ms.
 struct Sequential {
-    max_wait_ms: u64,
+    setup: String,
     end_to_end: Vec<f64>,
     /// End-to-end minus the in-process batch-1 model time of the same text.
     overhead: Vec<f64>,
@@ -204,40 +365,40 @@ struct Sequential {
 
 /// One request in flight at a time, the reference texts in turn.
 async fn sequential(
-    client: &mut Client5,
+    client: &mut BenchClient,
     prefix: &str,
-    max_wait_ms: u64,
+    setup: String,
+    n: usize,
     reference: &[(String, String)],
     local: &InProcess,
 ) -> Sequential {
     let topic = format!("{prefix}/classify/request");
     let mut s = Sequential {
-        max_wait_ms,
-        end_to_end: Vec::with_capacity(SEQUENTIAL),
-        overhead: Vec::with_capacity(SEQUENTIAL),
-        in_daemon: Vec::with_capacity(SEQUENTIAL),
-        transport: Vec::with_capacity(SEQUENTIAL),
+        setup,
+        end_to_end: Vec::with_capacity(n),
+        overhead: Vec::with_capacity(n),
+        in_daemon: Vec::with_capacity(n),
+        transport: Vec::with_capacity(n),
         wrong: 0,
     };
     let warmup = 2 * reference.len();
-    for i in 0..warmup + SEQUENTIAL {
+    for i in 0..warmup + n {
         let k = i % reference.len();
         let (text, label) = &reference[k];
         let id = format!("s{i}");
         let sent = Instant::now();
-        client
-            .request(&topic, request_body(&id, text, None), REPLY_TOPIC, b"seq")
-            .await;
-        let answer = loop {
-            let m = tokio::time::timeout(ANSWER_TIMEOUT, client.msgs.recv())
+        client.request(&topic, &id, text).await;
+        let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+        let (answer, at) = loop {
+            let a = client
+                .next_until(deadline)
                 .await
-                .unwrap_or_else(|_| panic!("no answer to {id} within {ANSWER_TIMEOUT:?}"))
-                .expect("client alive");
-            if m.topic == REPLY_TOPIC && m.json()["id"] == id.as_str() {
-                break m.json();
+                .unwrap_or_else(|| panic!("no answer to {id} within {ANSWER_TIMEOUT:?}"));
+            if a.body["id"] == id.as_str() {
+                break (a.body, a.at);
             }
         };
-        let e2e = ms(sent.elapsed());
+        let e2e = ms(at.duration_since(sent));
         if i < warmup {
             continue;
         }
@@ -270,35 +431,25 @@ impl Burst {
 
 /// `BURST` requests published as fast as the client takes them; answered requests per second
 /// from the first publish to the last answer.
-async fn burst(client: &mut Client5, prefix: &str, reference: &[(String, String)]) -> Burst {
+async fn burst(client: &mut BenchClient, prefix: &str, reference: &[(String, String)]) -> Burst {
     let topic = format!("{prefix}/classify/request");
     let start = Instant::now();
     for i in 0..BURST {
         let text = &reference[i % reference.len()].0;
-        client
-            .request(
-                &topic,
-                request_body(&format!("b{i}"), text, None),
-                REPLY_TOPIC,
-                b"burst",
-            )
-            .await;
+        client.request(&topic, &format!("b{i}"), text).await;
     }
     let deadline = tokio::time::Instant::now() + BURST_TIMEOUT;
     let mut seen: HashMap<usize, Value> = HashMap::with_capacity(BURST);
     let mut last = start;
     while seen.len() < BURST {
-        let Ok(Some(m)) = tokio::time::timeout_at(deadline, client.msgs.recv()).await else {
+        let Some(a) = client.next_until(deadline).await else {
             eprintln!(
                 "burst: only {} of {BURST} answered within {BURST_TIMEOUT:?}",
                 seen.len()
             );
             break;
         };
-        if m.topic != REPLY_TOPIC {
-            continue;
-        }
-        let v = m.json();
+        let v = a.body;
         let Some(i) = v["id"]
             .as_str()
             .and_then(|id| id.strip_prefix('b'))
@@ -306,7 +457,7 @@ async fn burst(client: &mut Client5, prefix: &str, reference: &[(String, String)
         else {
             continue;
         };
-        last = Instant::now();
+        last = last.max(a.at);
         seen.insert(i, v);
     }
     let errors = seen.values().filter(|v| v.get("error").is_some()).count();
@@ -325,74 +476,61 @@ async fn burst(client: &mut Client5, prefix: &str, reference: &[(String, String)
     }
 }
 
-fn print_report(
-    local: &InProcess,
-    seq5: &Sequential,
-    seq0: &Sequential,
-    burst: &Burst,
-    took: Duration,
-) {
+fn print_report(local: &InProcess, sequential: &[&Sequential], burst: &Burst, took: Duration) {
     let mut model = local.all_ms.clone();
     let (m50, m99) = (percentile(&mut model, 0.5), percentile(&mut model, 0.99));
-    let p = |v: &[f64]| {
-        let mut v = v.to_vec();
-        format!(
-            "{:.3} / {:.3}",
-            percentile(&mut v, 0.5),
-            percentile(&mut v, 0.99)
-        )
-    };
     let p50 = |v: &[f64]| percentile(&mut v.to_vec(), 0.5);
+    let p99 = |v: &[f64]| percentile(&mut v.to_vec(), 0.99);
+    let row = |what: &str, value: String| println!("| {what} | {value} |");
+    let pp = |v: &[f64]| format!("{:.2} / {:.2} ms", p50(v), p99(v));
 
     println!();
-    println!("| measurement | p50 / p99 (ms) or rate |");
+    println!("| measurement | p50 / p99, or rate |");
     println!("| --- | ---: |");
-    println!("| in process: model time per request, batch 1 | {m50:.3} / {m99:.3} |");
-    println!(
-        "| in process: throughput at max_batch {MAX_BATCH} | {:.0} texts/s |",
-        local.batched_per_s
+    row(
+        "in process, batch 1: model time per request",
+        format!("{m50:.2} / {m99:.2} ms"),
     );
-    for s in [seq5, seq0] {
-        let w = s.max_wait_ms;
-        println!(
-            "| MQTT, sequential ({} requests), max_wait_ms {w}: end to end | {} |",
-            s.end_to_end.len(),
-            p(&s.end_to_end)
+    row(
+        &format!("in process, batch {MAX_BATCH} (`max_batch`): throughput"),
+        format!("{:.0} texts/s", local.batched_per_s),
+    );
+    for s in sequential {
+        let n = s.end_to_end.len();
+        row(
+            &format!("MQTT, {n} sequential requests, {}: end to end", s.setup),
+            pp(&s.end_to_end),
         );
-        println!(
-            "| … daemon overhead = end to end − model time | {} |",
-            p(&s.overhead)
+        row("… overhead = end to end − model time", pp(&s.overhead));
+        row(
+            "… of it inside the daemon (answer's `latency_ms` − model time)",
+            pp(&s.in_daemon),
         );
-        println!(
-            "| … of which inside the daemon (answer's `latency_ms` − model time) | {} |",
-            p(&s.in_daemon)
+        row(
+            "… of it MQTT hops (end to end − `latency_ms`)",
+            pp(&s.transport),
         );
-        println!(
-            "| … of which MQTT hops (end to end − `latency_ms`) | {} |",
-            p(&s.transport)
-        );
-        println!(
-            "| … end to end ÷ model time (p50) | {:.0}× |",
-            p50(&s.end_to_end) / m50
+        row(
+            "… end to end ÷ model time, p50",
+            format!("{:.1}×", p50(&s.end_to_end) / m50),
         );
     }
-    println!(
-        "| MQTT, burst of {}: answered | {:.0} requests/s ({} answered, {} errors, {:.2} s) |",
-        burst.sent,
-        burst.per_s(),
-        burst.answered,
-        burst.errors,
-        burst.seconds
+    row(
+        &format!(
+            "MQTT, burst of {} requests at once: answered ({} errors, {:.2} s)",
+            burst.sent, burst.errors, burst.seconds
+        ),
+        format!("{:.0} requests/s", burst.per_s()),
     );
-    println!(
-        "| … burst ÷ in-process batched throughput | {:.3} |",
-        burst.per_s() / local.batched_per_s
+    row(
+        "… burst ÷ in-process batched throughput",
+        format!("{:.2}", burst.per_s() / local.batched_per_s),
     );
     println!();
-    let wrong = seq5.wrong + seq0.wrong + burst.wrong;
+    let wrong = sequential.iter().map(|s| s.wrong).sum::<usize>() + burst.wrong;
     println!(
-        "Machine: {} cores ({}), {}; daemon over MQTT 5 at QoS 1, client and daemon in one \
-         process; wrong labels: {wrong}; run took {:.0} s.",
+        "{} cores ({}), {}; MQTT 5, QoS 1; load client (TCP_NODELAY), daemon and model in one \
+         process; wrong labels: {wrong}; the run took {:.0} s.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         mosquitto_version(),
@@ -400,7 +538,7 @@ fn print_report(
     );
     if wrong > 0 || burst.answered < burst.sent {
         eprintln!(
-            "warning: {wrong} wrong labels, {} of {} burst requests answered without error",
+            "warning: {wrong} wrong labels; {} of {} burst requests answered without error",
             burst.answered, burst.sent
         );
     }

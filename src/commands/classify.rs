@@ -2,12 +2,24 @@
 
 use std::io::Write;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{load_classifier, CliError};
 use crate::classifier::input::read_rows;
 use crate::cli::ClassifyArgs;
 use crate::json::LabelScores;
+
+/// One `--json` line, as the contract lists its fields; a struct (not `json!`) so the scores keep
+/// label-id order.
+#[derive(Serialize)]
+struct ClassifyLine<'a> {
+    text: &'a str,
+    label: &'a str,
+    label_id: usize,
+    scores: LabelScores,
+    logits: &'a [f32],
+    adapter: &'a str,
+}
 
 pub fn run(args: &ClassifyArgs) -> Result<(), CliError> {
     let mut texts = args.texts.clone();
@@ -28,15 +40,16 @@ pub fn run(args: &ClassifyArgs) -> Result<(), CliError> {
         let predictions = classifier.classify(&refs)?;
         for (text, p) in chunk.iter().zip(predictions) {
             if args.json {
-                let scores = LabelScores::new(&classifier.labels, &p.scores);
-                let line = json!({
-                    "text": text,
-                    "label": p.label,
-                    "label_id": p.label_id,
-                    "scores": scores,
-                    "logits": p.logits,
-                    "adapter": adapter,
-                });
+                let line = ClassifyLine {
+                    text,
+                    label: &p.label,
+                    label_id: p.label_id,
+                    scores: LabelScores::new(&classifier.labels, &p.scores),
+                    logits: &p.logits,
+                    adapter: &adapter,
+                };
+                let line = serde_json::to_string(&line)
+                    .map_err(|e| CliError::runtime(format!("encoding output: {e}")))?;
                 writeln!(out, "{line}")?;
             } else {
                 writeln!(out, "{}\t{:.4}\t{}", p.label, p.scores[p.label_id], text)?;
