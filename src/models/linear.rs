@@ -8,10 +8,6 @@ use candle_core::{DType, Module, Result, Tensor};
 
 use super::runtime::Quant;
 
-/// From this many input rows on, a quantized layer on the CPU dequantizes its weight and runs a
-/// GEMM instead of candle's per-row quantized dot products (llama.cpp does the same for prompts).
-const DEQUANTIZE_FROM_ROWS: usize = 16;
-
 /// `y = x W^T + b` with `W` of shape `[out, in]`, as `torch.nn.Linear` stores it.
 #[derive(Debug)]
 pub enum BaseLinear {
@@ -99,25 +95,12 @@ impl Module for BaseLinear {
                     None => Ok(y),
                 }
             }
-            Self::Quantized {
-                weight,
-                bias,
-                in_dim,
-                ..
-            } => {
+            Self::Quantized { weight, bias, .. } => {
                 let dtype = x.dtype();
                 let x = x.to_dtype(DType::F32)?.contiguous()?;
-                let rows = x.elem_count() / (*in_dim).max(1);
-                let y = match weight {
-                    // candle's quantized CPU kernel is a dot product per output element, made for
-                    // one-token decoding; for a whole batch of tokens a GEMM over the weight
-                    // dequantized for this call is several times faster, and the float copy of
-                    // one layer lives only during the call.
-                    QMatMul::QTensor(q) if rows >= DEQUANTIZE_FROM_ROWS && x.device().is_cpu() => {
-                        matmul_2d(&x, &q.dequantize(x.device())?.t()?)?
-                    }
-                    _ => weight.forward(&x)?,
-                };
+                // Measured on bert-base shapes (benches/classifier_vs_pytorch.py): candle's
+                // quantized kernels beat dequantize-then-GEMM at batch 1 to 16 on the CPU.
+                let y = weight.forward(&x)?;
                 let y = match bias {
                     Some(bias) => y.broadcast_add(bias)?,
                     None => y,
