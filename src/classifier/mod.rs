@@ -152,14 +152,19 @@ impl Classifier {
                 adapter_dir.display()
             )));
         }
-        let config = BertConfig::from_file(&base_dir.join("config.json"))?;
-        let mut adapter = LoraAdapter::load(adapter_dir, &config, &opts.device, opts.dtype)?;
-        let base = if opts.merge {
+        // Unmerged: the (cached) base comes first and its config shapes the adapter, so
+        // config.json is read once. Merged: the adapter is needed to build the base.
+        let (base, adapter) = if opts.merge {
+            let config = BertConfig::from_file(&base_dir.join("config.json"))?;
+            let mut adapter = LoraAdapter::load(adapter_dir, &config, &opts.device, opts.dtype)?;
             let base = Arc::new(load_base(base_dir, opts, Some(&adapter))?);
             adapter.mark_merged();
-            base
+            (base, adapter)
         } else {
-            cache.get(base_dir, opts)?
+            let base = cache.get(base_dir, opts)?;
+            let adapter =
+                LoraAdapter::load(adapter_dir, &base.model.config, &opts.device, opts.dtype)?;
+            (base, adapter)
         };
         if adapter.pooler.is_none() && !base.model.has_pooler() {
             return Err(ModelError::Missing {

@@ -354,7 +354,7 @@ impl Dispatcher {
                 Ok(pred) => {
                     let result = ClassifyResult {
                         id: p.id,
-                        scores: topics::scores_by_label(&model.labels, &pred.scores),
+                        scores: crate::json::LabelScores::new(&model.labels, &pred.scores),
                         label: pred.label,
                         label_id: pred.label_id,
                         classifier: name.clone(),

@@ -13,7 +13,7 @@ use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 use super::manifest::{is_commit, Manifest, PinnedFile};
 use super::progress::Progress;
-use super::transfer::{Discard, Fetch, MemorySink, Received};
+use super::transfer::{Discard, Fetch, MemorySink, Received, Sink};
 use super::{Hub, HubError};
 
 /// The revision API answers with the repo's file list too; more than this is not a Hub.
@@ -66,19 +66,15 @@ pub async fn pin(
         for file in &model.files {
             let label = format!("{}/{}", model.name, file.path);
             let url = hub.file_url(&model.repo, &commit, &file.path);
-            let fetch = Fetch {
+            let received = fetch_with_bar(
                 hub,
-                label: &label,
-                url: &url,
-                expected_size: None,
-            };
-            let mut received = Received::default();
-            let mut bar = progress.file(&label, "hashing", None);
-            if let Err(e) = fetch.run(&mut received, &mut Discard, &mut bar).await {
-                bar.abandon();
-                return Err(e);
-            }
-            bar.finish("hashed");
+                &label,
+                &url,
+                &mut Discard,
+                progress,
+                ("hashing", "hashed"),
+            )
+            .await?;
             files.push(PinnedFile {
                 path: file.path.clone(),
                 sha256: received.sha256_hex(),
@@ -103,6 +99,32 @@ pub async fn pin(
     Ok(pinned)
 }
 
+/// Fetches `url` whole into `sink` under a progress line that reads `verbs.0` while it runs and
+/// `verbs.1` when done; pin hashes files and reads the revision API this way.
+async fn fetch_with_bar(
+    hub: &Hub,
+    label: &str,
+    url: &str,
+    sink: &mut dyn Sink,
+    progress: Progress,
+    verbs: (&str, &str),
+) -> Result<Received, HubError> {
+    let fetch = Fetch {
+        hub,
+        label,
+        url,
+        expected_size: None,
+    };
+    let mut received = Received::default();
+    let mut bar = progress.file(label, verbs.0, None);
+    if let Err(e) = fetch.run(&mut received, sink, &mut bar).await {
+        bar.abandon();
+        return Err(e);
+    }
+    bar.finish(verbs.1);
+    Ok(received)
+}
+
 /// The commit `revision` of `repo` stands for, from `GET /api/models/{repo}/revision/{rev}`.
 async fn resolve(
     hub: &Hub,
@@ -119,19 +141,15 @@ async fn resolve(
         label: &label,
         url: &url,
     };
-    let fetch = Fetch {
+    fetch_with_bar(
         hub,
-        label: &label,
-        url: &url,
-        expected_size: None,
-    };
-    let mut received = Received::default();
-    let mut bar = progress.file(&label, "resolving", None);
-    if let Err(e) = fetch.run(&mut received, &mut sink, &mut bar).await {
-        bar.abandon();
-        return Err(e);
-    }
-    bar.finish("resolved");
+        &label,
+        &url,
+        &mut sink,
+        progress,
+        ("resolving", "resolved"),
+    )
+    .await?;
     let bad = |reason: String| HubError::Download {
         file: label.clone(),
         url: url.clone(),

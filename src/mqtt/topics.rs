@@ -119,11 +119,6 @@ pub struct ClassifyResult {
     pub latency_ms: f64,
 }
 
-/// Probabilities keyed by label, in id order.
-pub fn scores_by_label(labels: &[String], scores: &[f32]) -> LabelScores {
-    LabelScores::new(labels, scores)
-}
-
 /// Reads a classify request, or says which error answer it gets.
 pub fn parse_classify_request(
     payload: &[u8],
@@ -395,7 +390,7 @@ mod tests {
     #[test]
     fn scores_keep_label_order() {
         let labels = vec!["负面".to_string(), "中性".to_string(), "正面".to_string()];
-        let m = scores_by_label(&labels, &[0.1, 0.2, 0.7]);
+        let m = LabelScores::new(&labels, &[0.1, 0.2, 0.7]);
         assert_eq!(m.labels().collect::<Vec<_>>(), vec!["负面", "中性", "正面"]);
     }
 }

@@ -32,13 +32,17 @@ pub struct LoraConfig {
     pub target_modules: TargetModules,
     pub exclude_modules: Option<TargetModules>,
     layers_to_transform: Option<Vec<usize>>,
-    layers_pattern: Vec<String>,
+    /// Regexes that find a module's layer index (PEFT's default, or one per `layers_pattern`),
+    /// compiled once here rather than for every module name matched.
+    layer_index_patterns: Vec<Regex>,
     rank_pattern: Vec<Pattern<usize>>,
     alpha_pattern: Vec<Pattern<f64>>,
     /// Only meaningful for GPT-2's Conv1D; PEFT resets it for `nn.Linear`, so it never changes
     /// BERT's forward pass. Kept to say so in a warning.
     pub fan_in_fan_out: bool,
     pub modules_to_save: Vec<String>,
+    /// `modules_to_save` as PEFT matches them, `(^|.*\.)NAME($|\..*)`.
+    modules_to_save_patterns: Vec<Regex>,
     /// The base the adapter was trained on, as PEFT recorded it.
     pub base_model_name_or_path: Option<String>,
 }
@@ -193,7 +197,11 @@ impl LoraConfig {
             target_modules,
             exclude_modules,
             layers_to_transform,
-            layers_pattern,
+            layer_index_patterns: layer_index_patterns(&layers_pattern),
+            modules_to_save_patterns: modules_to_save
+                .iter()
+                .filter_map(|m| Regex::new(&format!(r"^(?:.*\.)?(?:{m})(?:\..*)?$")).ok())
+                .collect(),
             rank_pattern,
             alpha_pattern,
             fan_in_fan_out: get("fan_in_fan_out")
@@ -241,29 +249,15 @@ impl LoraConfig {
 
     /// Whether `key` is inside a module listed in `modules_to_save`.
     pub fn is_module_to_save(&self, key: &str) -> bool {
-        self.modules_to_save.iter().any(|m| {
-            Regex::new(&format!(r"^(?:.*\.)?(?:{m})(?:\..*)?$")).is_ok_and(|re| re.is_match(key))
-        })
+        self.modules_to_save_patterns
+            .iter()
+            .any(|re| re.is_match(key))
     }
 
     fn layer_index(&self, key: &str) -> Option<usize> {
-        let patterns: Vec<String> = if self.layers_pattern.is_empty() {
-            vec![r"^.*?\.[^.]*\.(?P<idx>\d+)\.".to_string()]
-        } else {
-            self.layers_pattern
-                .iter()
-                .map(|p| format!(r"^(?:.*?\.)?{p}\.(?P<idx>\d+)\."))
-                .collect()
-        };
-        patterns.iter().find_map(|p| {
-            Regex::new(p)
-                .ok()?
-                .captures(key)?
-                .name("idx")?
-                .as_str()
-                .parse()
-                .ok()
-        })
+        self.layer_index_patterns
+            .iter()
+            .find_map(|re| re.captures(key)?.name("idx")?.as_str().parse().ok())
     }
 
     /// Rank and scaling of module `key`: `rank_pattern`/`alpha_pattern` override `r` and
@@ -286,6 +280,19 @@ impl LoraConfig {
         };
         (r, scaling)
     }
+}
+
+/// PEFT's layer-index regexes: the first numbered segment by default, else `PATTERN.N.`.
+fn layer_index_patterns(layers_pattern: &[String]) -> Vec<Regex> {
+    let patterns: Vec<String> = if layers_pattern.is_empty() {
+        vec![r"^.*?\.[^.]*\.(?P<idx>\d+)\.".to_string()]
+    } else {
+        layers_pattern
+            .iter()
+            .map(|p| format!(r"^(?:.*?\.)?{p}\.(?P<idx>\d+)\."))
+            .collect()
+    };
+    patterns.iter().filter_map(|p| Regex::new(p).ok()).collect()
 }
 
 fn matches_target(t: &TargetModules, key: &str) -> bool {
