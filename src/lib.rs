@@ -7,7 +7,9 @@
 //! - [`commands`]: one module per subcommand; maps failures to the contract's exit codes.
 //! - [`models`]: device/dtype/quantization ([`models::runtime`]), checkpoint reading
 //!   ([`models::weights`]), float-or-quantized linear layers ([`models::linear`]), BERT
-//!   ([`models::bert`]) and PEFT LoRA ([`models::lora`]).
+//!   ([`models::bert`]), PEFT LoRA ([`models::lora`]), BLIP-2 ([`models::blip2`]) and GGUF
+//!   files ([`models::gguf`]).
+//! - [`prompts`]: named BLIP-2 prompt templates.
 //! - [`classifier`]: a shared base + adapter + labels = a classifier; input readers and metrics.
 //! - [`health`]: process and system figures: CPU, memory, and the Jetson facts (board, GPU
 //!   load, EMC, thermal zones, power mode) for the health topic.
@@ -29,3 +31,4 @@ pub mod json;
 pub mod logging;
 pub mod models;
 pub mod mqtt;
+pub mod prompts;

@@ -43,6 +43,18 @@ impl BaseLinear {
         }
     }
 
+    /// A layer over an already quantized weight (read from a GGUF).
+    pub fn from_qtensor(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out_dim, in_dim) = weight.shape().dims2()?;
+        let bias = bias.map(|b| b.to_dtype(DType::F32)).transpose()?;
+        Ok(Self::Quantized {
+            weight: QMatMul::from_qtensor(weight)?,
+            bias,
+            in_dim,
+            out_dim,
+        })
+    }
+
     /// Bytes the weight occupies in memory (for health and the benchmark's report).
     pub fn weight_bytes(&self) -> usize {
         match self {

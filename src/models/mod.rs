@@ -3,7 +3,9 @@
 //! their checkpoint names.
 
 pub mod bert;
+pub mod blip2;
 mod error;
+pub mod gguf;
 pub mod linear;
 pub mod lora;
 pub mod runtime;

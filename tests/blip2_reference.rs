@@ -1,0 +1,222 @@
+//! BLIP-2 against transformers on the tiny fixtures of tests/fixtures/generate_blip2.py: every
+//! stage's output (vision, Q-Former, projection, first-step logits) within 1e-4, and generated
+//! token ids identical for greedy, beam search, penalties and minimum lengths, in both
+//! checkpoint formats (with `image_token_index`, and the legacy layout with sharded weights).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use landfall::models::blip2::{
+    Blip2, Blip2LoadOptions, EarlyStopping, GenerationOptions, ImageFeatures,
+};
+use landfall::models::weights::WeightStore;
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/blip2")
+}
+
+struct Reference {
+    dir: PathBuf,
+    json: Value,
+    tensors: WeightStore,
+}
+
+fn reference(model: &str) -> Reference {
+    let dir = fixtures().join(model);
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    Reference {
+        json: serde_json::from_str(&text).unwrap(),
+        tensors: WeightStore::open_file(&dir.join("reference.safetensors")).unwrap(),
+        dir,
+    }
+}
+
+impl Reference {
+    /// The processor's pixel values of `image`, from any generation case that used it alone.
+    fn pixel_values_of(&self, image: &str) -> Tensor {
+        let case = self.json["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["images"].as_array().unwrap() == &[Value::from(image)])
+            .unwrap_or_else(|| panic!("no case has the pixel values of {image}"));
+        self.tensor(case["name"].as_str().unwrap(), "pixel_values")
+    }
+
+    fn tensor(&self, case: &str, what: &str) -> Tensor {
+        self.tensors
+            .get_any_shape(&format!("{case}.{what}"), DType::F32, &Device::Cpu)
+            .unwrap()
+    }
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn load(dir: &Path) -> Blip2 {
+    Blip2::load(dir, &Blip2LoadOptions::default()).unwrap()
+}
+
+fn options(generation: &Value) -> GenerationOptions {
+    let early_stopping = match &generation["early_stopping"] {
+        Value::Bool(true) => EarlyStopping::Always,
+        Value::String(s) if s == "never" => EarlyStopping::Never,
+        _ => EarlyStopping::Heuristic,
+    };
+    GenerationOptions {
+        max_new_tokens: generation["max_new_tokens"].as_u64().unwrap() as usize,
+        min_new_tokens: generation["min_new_tokens"].as_u64().unwrap_or(0) as usize,
+        num_beams: generation["num_beams"].as_u64().unwrap_or(1) as usize,
+        length_penalty: generation["length_penalty"].as_f64().unwrap_or(1.0) as f32,
+        early_stopping,
+        repetition_penalty: generation["repetition_penalty"].as_f64().unwrap_or(1.0) as f32,
+        sampling: None,
+    }
+}
+
+/// One image's slice of a (possibly batched) stage output.
+fn row(t: &Tensor, i: usize) -> Tensor {
+    t.narrow(0, i, 1).unwrap()
+}
+
+fn features_of_row(model: &Blip2, pixel_values: &Tensor, i: usize) -> ImageFeatures {
+    model.image_features(&row(pixel_values, i)).unwrap()
+}
+
+fn check_model(name: &str) {
+    let r = reference(name);
+    let model = load(&r.dir);
+    let cases = r.json["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let case_name = case["name"].as_str().unwrap();
+        let prompt = case["prompt"].as_str().unwrap();
+        let pixel_values = r.tensor(case_name, "pixel_values");
+        let images = case["images"].as_array().unwrap().len();
+        for i in 0..images {
+            let features = features_of_row(&model, &pixel_values, i);
+            let stages = [
+                ("vision_last_hidden", &features.vision),
+                ("qformer_last_hidden", &features.queries),
+                ("language_inputs", &features.language_inputs),
+            ];
+            for (what, ours) in stages {
+                let d = max_diff(ours, &row(&r.tensor(case_name, what), i));
+                assert!(d < 1e-4, "{name}/{case_name}[{i}] {what}: max |Δ| {d}");
+            }
+            let logits = model.first_logits(&features, prompt).unwrap();
+            let logits = Tensor::new(logits.as_slice(), &Device::Cpu).unwrap();
+            let expected = row(&r.tensor(case_name, "first_logits"), i)
+                .squeeze(0)
+                .unwrap();
+            let d = max_diff(&logits, &expected);
+            assert!(
+                d < 1e-4,
+                "{name}/{case_name}[{i}] first logits: max |Δ| {d}"
+            );
+
+            let expected_ids: Vec<u32> = case["new_token_ids"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            let generated = model
+                .generate(&features, prompt, &options(&case["generation"]))
+                .unwrap();
+            assert_eq!(
+                generated.tokens, expected_ids,
+                "{name}/{case_name}[{i}]: generated ids differ from transformers"
+            );
+            assert_eq!(
+                generated.stopped_at_eos,
+                case["stopped_at_eos"][i].as_bool().unwrap(),
+                "{name}/{case_name}[{i}]: stopped_at_eos"
+            );
+        }
+        // The prompt's ids as the processor built them.
+        let expected_input: Vec<u32> = case["input_ids"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let ours = model.input_ids(prompt).unwrap();
+        if r.json["image_token_index"].is_null() {
+            assert!(
+                expected_input.ends_with(&ours),
+                "{name}/{case_name}: input ids"
+            );
+        } else {
+            assert_eq!(ours, expected_input, "{name}/{case_name}: input ids");
+        }
+    }
+}
+
+fn check_choices(name: &str) {
+    let r = reference(name);
+    let model = load(&r.dir);
+    let Some(cases) = r.json["choice_cases"].as_array() else {
+        return;
+    };
+    for case in cases {
+        let case_name = case["name"].as_str().unwrap();
+        let pixel_values = r.pixel_values_of(case["image"].as_str().unwrap());
+        let features = model.image_features(&pixel_values).unwrap();
+        let choices: Vec<String> = case["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["choice"].as_str().unwrap().to_string())
+            .collect();
+        let scores = model
+            .score_choices(&features, case["prompt"].as_str().unwrap(), &choices)
+            .unwrap();
+        for (ours, expected) in scores.iter().zip(case["choices"].as_array().unwrap()) {
+            let want = expected["log_prob_sum"].as_f64().unwrap() as f32;
+            assert!(
+                (ours.log_likelihood - want).abs() < 1e-4,
+                "{name}/{case_name} {}: {} vs {want}",
+                ours.choice,
+                ours.log_likelihood
+            );
+        }
+        let best = scores
+            .iter()
+            .max_by(|a, b| a.probability.total_cmp(&b.probability))
+            .unwrap();
+        assert_eq!(best.choice, case["best"].as_str().unwrap());
+        let total: f32 = scores.iter().map(|s| s.probability).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn modern_checkpoint_matches_transformers() {
+    check_model("modern");
+}
+
+#[test]
+fn modern_choices_match_transformers() {
+    check_choices("modern");
+}
+
+#[test]
+fn legacy_checkpoint_matches_transformers() {
+    if !fixtures().join("legacy/reference.json").is_file() {
+        panic!("tests/fixtures/blip2/legacy/reference.json is missing: run tests/fixtures/generate_blip2.py");
+    }
+    check_model("legacy");
+}
