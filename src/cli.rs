@@ -24,6 +24,12 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix on labelled data.
     Eval(EvalArgs),
+    /// Caption an image with BLIP-2.
+    Caption(CaptionArgs),
+    /// Answer a question about an image with BLIP-2 (free text, or one of --choices).
+    Ask(AskArgs),
+    /// Write a GGUF of a BLIP-2 model's quantized weights (loads without the float checkpoint).
+    Quantize(QuantizeArgs),
     /// Measure throughput and memory (compare with benches/, which runs PyTorch beside it).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -56,6 +62,104 @@ pub struct ModelArgs {
     /// Quantize the base's linear weights at load: none, q8_0, q4_0, q4k.
     #[arg(long, default_value = "none")]
     pub quant: Quant,
+}
+
+/// A BLIP-2 model directory and where it runs.
+#[derive(Debug, Clone, Args)]
+pub struct Blip2Args {
+    /// BLIP-2 model directory (config.json, model.safetensors or shards, tokenizer.json,
+    /// preprocessor_config.json; a model-<quant>.gguf from `landfall quantize` is used when present).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Image file: JPEG, PNG or WebP (EXIF orientation applied).
+    #[arg(long, value_name = "FILE")]
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub runtime: ModelArgs,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+    /// One JSON object with the text, token ids and timings.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How text is generated: greedy by default, as transformers' `generate`.
+#[derive(Debug, Clone, Args)]
+pub struct GenerationArgs {
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_new_tokens: u32,
+    /// Fewest tokens to generate before EOS may end the text.
+    #[arg(long, default_value_t = 0)]
+    pub min_new_tokens: u32,
+    /// Beam search with this many beams (1 = greedy).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub num_beams: u32,
+    /// Beam search: finished hypotheses are scored by log-probability / length^penalty.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub length_penalty: f32,
+    /// Beam search stopping: heuristic (transformers' default), always (once num_beams are
+    /// finished), never (only when no better hypothesis is possible).
+    #[arg(long, default_value = "heuristic", value_parser = ["heuristic", "always", "never"])]
+    pub early_stopping: String,
+    /// Penalise tokens already in the prompt or the text (1.0 = off; 1.2–1.5 is typical).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Sample instead of picking the most likely token, at this temperature.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Sampling: keep the smallest set of tokens whose probability reaches P.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Sampling: keep the K most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sampling seed (the same seed, model and input give the same text).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptionArgs {
+    #[command(flatten)]
+    pub blip2: Blip2Args,
+    /// Text the caption continues, e.g. "a photo of" or "图片内容描述:" [default: none].
+    #[arg(long, conflicts_with = "template")]
+    pub prompt: Option<String>,
+    /// A named prompt template instead of --prompt (caption, caption_zh, camera, ...).
+    #[arg(long)]
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    #[command(flatten)]
+    pub blip2: Blip2Args,
+    /// The question.
+    #[arg(long)]
+    pub question: String,
+    /// Prompt template by name: vqa (default: "Question: {question} Answer:"), vqa_zh, choices, ...
+    #[arg(long)]
+    pub template: Option<String>,
+    /// A template text given inline, with {question}, {choices}, {camera} placeholders.
+    #[arg(long, conflicts_with = "template")]
+    pub template_text: Option<String>,
+    /// Answer only with one of these (comma-separated), scored by likelihood, e.g. yes,no.
+    #[arg(long, value_delimiter = ',')]
+    pub choices: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// BLIP-2 model directory with a float checkpoint.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// q8_0, q4_0 or q4k (K-quants fall back to q4_0 where a layer's input dimension does not divide 256).
+    #[arg(long)]
+    pub quant: Quant,
+    /// Output file [default: DIR/model-<quant>.gguf, which caption/ask/run pick up with --quant].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     let result: Result<(), CliError> = match &cli.command {
         Command::Classify(args) => commands::classify::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Caption(args) => commands::caption::caption(args),
+        Command::Ask(args) => commands::caption::ask(args),
+        Command::Quantize(args) => commands::quantize::run(args),
         Command::Bench(BenchCommand::Classify(args)) => commands::bench::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::CheckConfig(args) => commands::run::check_config(args),

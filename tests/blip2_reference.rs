@@ -66,7 +66,11 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 fn load(dir: &Path) -> Blip2 {
-    Blip2::load(dir, &Blip2LoadOptions::default()).unwrap()
+    let opts = Blip2LoadOptions {
+        device: test_device(),
+        ..Default::default()
+    };
+    Blip2::load(dir, &opts).unwrap()
 }
 
 fn options(generation: &Value) -> GenerationOptions {
@@ -219,4 +223,60 @@ fn legacy_checkpoint_matches_transformers() {
         panic!("tests/fixtures/blip2/legacy/reference.json is missing: run tests/fixtures/generate_blip2.py");
     }
     check_model("legacy");
+}
+
+/// Where the fixtures run: `LANDFALL_TEST_DEVICE=cuda` runs the same comparisons on a GPU (with
+/// a `--features cuda` build); the default is the CPU.
+fn test_device() -> Device {
+    match std::env::var("LANDFALL_TEST_DEVICE").as_deref() {
+        Ok("cuda") => {
+            Device::new_cuda(0).expect("LANDFALL_TEST_DEVICE=cuda needs a GPU and --features cuda")
+        }
+        _ => Device::Cpu,
+    }
+}
+
+/// Half precision: first-step logits stay close to the f32 reference and the greedy caption's
+/// first tokens agree. The bound is what half precision gives on these fixtures (measured
+/// max |Δ| is printed), not a correctness claim at 1e-4.
+#[test]
+fn half_precision_stays_close_to_the_reference() {
+    let r = reference("modern");
+    let device = test_device();
+    for (dtype, bound) in [(DType::F16, 0.02f32), (DType::BF16, 0.1f32)] {
+        let model = Blip2::load(
+            &r.dir,
+            &Blip2LoadOptions {
+                device: device.clone(),
+                dtype,
+                quant: landfall::models::runtime::Quant::None,
+            },
+        )
+        .unwrap();
+        let mut worst = 0f32;
+        for case in ["caption_empty", "vqa_gray", "caption_photo_wide"] {
+            let json = r.json["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == case)
+                .unwrap();
+            let features = model
+                .image_features(&r.tensor(case, "pixel_values"))
+                .unwrap();
+            let logits = model
+                .first_logits(&features, json["prompt"].as_str().unwrap())
+                .unwrap();
+            assert!(logits.iter().all(|x| x.is_finite()), "{dtype:?} {case}");
+            let ours = Tensor::new(logits.as_slice(), &Device::Cpu).unwrap();
+            let expected = r.tensor(case, "first_logits").squeeze(0).unwrap();
+            let d = max_diff(&ours, &expected);
+            worst = worst.max(d);
+            assert!(
+                d < bound,
+                "{dtype:?} {case}: first logits max |Δ| {d} ≥ {bound}"
+            );
+        }
+        eprintln!("{dtype:?}: first-step logits max |Δ| vs transformers f32 = {worst}");
+    }
 }

@@ -2,9 +2,11 @@
 //! the contract: 1 runtime failure, 2 bad usage, config or input.
 
 pub mod bench;
+pub mod caption;
 pub mod classify;
 pub mod eval;
 pub mod models;
+pub mod quantize;
 pub mod run;
 
 use std::fmt;

@@ -13,6 +13,7 @@ mod tokenizer;
 mod vision;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Module, Tensor};
 
@@ -22,7 +23,7 @@ use crate::models::weights::WeightStore;
 use crate::models::ModelError;
 
 pub use config::Blip2Config;
-pub use generate::{EarlyStopping, Generated, GenerationOptions, Sampling};
+pub use generate::{EarlyStopping, GenerationOptions, Sampling};
 pub use source::gguf_path;
 
 use layers::{last_position, log_softmax, Loader};
@@ -57,6 +58,18 @@ pub struct ImageFeatures {
     pub queries: Tensor,
     /// The queries projected into the language model, `[b, queries, text_hidden]`.
     pub language_inputs: Tensor,
+}
+
+/// Generated ids and where the time went.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Generated token ids: no image tokens, BOS or prompt, and no final EOS.
+    pub tokens: Vec<u32>,
+    pub stopped_at_eos: bool,
+    /// Image queries + prompt through the decoder, up to the first token's logits.
+    pub prefill: Duration,
+    /// Every later decoder step and the search around it.
+    pub decode: Duration,
 }
 
 /// One answer choice and how likely the model finds it after the prompt.
@@ -242,7 +255,7 @@ impl Blip2 {
         features: &ImageFeatures,
         prompt: &str,
         opts: &GenerationOptions,
-    ) -> Result<Generated, ModelError> {
+    ) -> Result<Generation, ModelError> {
         opts.validate().map_err(ModelError::Usage)?;
         let text_ids = self.text_ids(prompt)?;
         let context = self.input_ids(prompt)?;
@@ -259,19 +272,22 @@ impl Blip2 {
                 opts.max_new_tokens
             )));
         }
+        let started = Instant::now();
         let (cache, logits) = self.prefill(&self.one_image(features)?, &text_ids)?;
+        let prefill = started.elapsed();
         let mut session = Session {
             opt: &self.opt,
             cache,
         };
         let eos = self.config.text_config.eos_token_id.ids();
-        Ok(generate::generate(
-            &mut session,
-            logits,
-            &context,
-            &eos,
-            opts,
-        )?)
+        let started = Instant::now();
+        let generated = generate::generate(&mut session, logits, &context, &eos, opts)?;
+        Ok(Generation {
+            tokens: generated.tokens,
+            stopped_at_eos: generated.stopped_at_eos,
+            prefill,
+            decode: started.elapsed(),
+        })
     }
 
     /// How likely each of `choices` is as the continuation of `prompt` for the image.
