@@ -216,7 +216,9 @@ async fn home_assistant_discovery_is_retained_and_sent_again_when_it_comes_onlin
     while !want.iter().all(|o| again.contains(&topic(o))) {
         let m = client.next().await;
         if m.topic.starts_with("homeassistant/sensor/") && !m.retain {
-            assert_eq!(m.json(), configs[&m.topic], "{}", m.topic);
+            if let Some(first) = configs.get(&m.topic) {
+                assert_eq!(&m.json(), first, "{}", m.topic);
+            }
             again.insert(m.topic.clone());
         }
     }

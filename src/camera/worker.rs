@@ -2,6 +2,7 @@
 //! and on any failure report `retrying`, wait a capped, jittered, growing delay and open it
 //! again. Nothing here can take the daemon down: errors become health states.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -73,14 +74,17 @@ pub fn capture(cfg: &CameraConfig, shared: &Arc<Shared>, stop: &Receiver<()>) {
     let mut attempts = 0u32;
     loop {
         let started = Instant::now();
-        let result = match source.as_mut() {
+        // A driver or decoder that panics is one more failure to retry, not a dead thread
+        // with its state stuck.
+        let result = catch_unwind(AssertUnwindSafe(|| match source.as_mut() {
             Some(s) => s.grab(),
             None => Source::open(cfg).and_then(|mut s| {
                 let first = s.grab();
                 source = Some(s);
                 first
             }),
-        };
+        }))
+        .unwrap_or_else(|_| Err("the capture code panicked".to_string()));
         let delay = match result {
             Ok(image) => {
                 if attempts > 0 {
