@@ -20,6 +20,7 @@
 //! - [`hub`]: `landfall models pull`/`pin`: the pinned model manifest, verified resumable
 //!   downloads from the Hugging Face Hub.
 
+pub mod camera;
 pub mod classifier;
 pub mod cli;
 pub mod commands;

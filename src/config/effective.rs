@@ -6,7 +6,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::duration::format_duration;
-use super::raw::{sp, DurationText, Embedded, RawClassifier, RawConfig, RawTls};
+use super::raw::{sp, DurationText, Embedded, RawCamera, RawClassifier, RawConfig, RawTls};
 use super::Config;
 
 /// Masks the broker password in the printed config, which may end up in logs.
@@ -74,5 +74,42 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             )
         })
         .collect();
+    let k = &c.captioner;
+    raw.captioner.model = path(&k.model);
+    raw.captioner.quant = sp(k.quant.to_string());
+    raw.captioner.device = sp(k.device.to_string());
+    raw.captioner.dtype = k.dtype.and_then(|d| sp(d.as_str().to_string()));
+    raw.captioner.max_new_tokens = sp(k.max_new_tokens as i64);
+    raw.captioner.prompt = sp(k.prompt.clone());
+    raw.templates = c
+        .templates
+        .iter()
+        .map(|(name, text)| (name.clone(), Spanned::new(0..0, text.clone())))
+        .collect();
+    raw.cameras = c
+        .cameras
+        .iter()
+        .map(|cam| {
+            Spanned::new(
+                0..0,
+                RawCamera {
+                    name: sp(cam.name.clone()),
+                    source: sp(cam.source.to_string()),
+                    fps: sp(cam.fps),
+                    resolution: cam.resolution.and_then(|r| sp(r.to_string())),
+                    pixel_format: cam.pixel_format.and_then(|f| sp(f.to_string())),
+                    interval: sp(DurationText(
+                        cam.interval
+                            .map_or_else(|| "0s".to_string(), format_duration),
+                    )),
+                    caption_on_change: sp(cam.caption_on_change),
+                    scene_threshold: sp(cam.scene_threshold),
+                    prompt: cam.prompt.clone().and_then(sp),
+                },
+            )
+        })
+        .collect();
+    raw.homeassistant.enabled = sp(c.homeassistant.enabled);
+    raw.homeassistant.discovery_prefix = sp(c.homeassistant.discovery_prefix.clone());
     raw
 }

@@ -7,16 +7,23 @@ mod duration;
 mod effective;
 pub mod raw;
 mod validate;
+mod vision;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::camera::spec::{PixelFormat, Resolution, SourceSpec};
 use crate::models::runtime::{DeviceChoice, FloatType, Quant};
 
 /// Where `landfall run` and `check-config` look when no `--config` is given.
 pub const DEFAULT_PATH: &str = "/etc/landfall/landfall.toml";
+
+/// The config without a file: everything default, plus the test-pattern camera the contract
+/// promises, so a newcomer sees frames (and, with BLIP-2 installed, captions) at once.
+pub const BUILTIN: &str = "[[camera]]\nname = \"pattern\"\nsource = \"pattern:bars\"\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -46,6 +53,52 @@ pub struct Config {
     pub models: ModelsConfig,
     /// In file order; the first answers requests that name no classifier.
     pub classifiers: Vec<ClassifierConfig>,
+    pub captioner: CaptionerConfig,
+    /// VQA prompt templates by name, built-in ones included.
+    pub templates: BTreeMap<String, String>,
+    /// In file order; the first is the default for requests that name no camera.
+    pub cameras: Vec<CameraConfig>,
+    pub homeassistant: HomeAssistantConfig,
+}
+
+/// BLIP-2, for captions and visual questions.
+#[derive(Debug, Clone)]
+pub struct CaptionerConfig {
+    /// The model directory (Hugging Face layout), resolved against `models.dir`.
+    pub model: PathBuf,
+    pub quant: Quant,
+    pub device: DeviceChoice,
+    /// `None`: f16 on CUDA, f32 on CPU.
+    pub dtype: Option<FloatType>,
+    pub max_new_tokens: usize,
+    /// The prompt of captions that give none (empty: an unprompted caption).
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    pub name: String,
+    pub source: SourceSpec,
+    /// Frames captured per second.
+    pub fps: f64,
+    /// V4L2 capture size and the test pattern's size; `None`: the device's default.
+    pub resolution: Option<Resolution>,
+    /// V4L2 only; `None`: whatever the device offers closest to the resolution and fps.
+    pub pixel_format: Option<PixelFormat>,
+    /// How often the camera is captioned; `None`: never (frames still serve VQA requests).
+    pub interval: Option<Duration>,
+    /// Caption only when the picture changed by at least `scene_threshold` since the last caption.
+    pub caption_on_change: bool,
+    /// Mean absolute difference of downscaled grey frames, 0 to 1.
+    pub scene_threshold: f64,
+    /// This camera's caption prompt; `None`: the captioner's.
+    pub prompt: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HomeAssistantConfig {
+    pub enabled: bool,
+    pub discovery_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +210,7 @@ impl Config {
         let path = match path {
             Some(p) => p,
             None if default.is_file() => default,
-            None => return Self::from_toml_str("", "(built-in defaults)"),
+            None => return Self::from_toml_str(BUILTIN, "(built-in defaults)"),
         };
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

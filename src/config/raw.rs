@@ -2,6 +2,7 @@
 //! ([`super::Config::from_raw`]) can point at the line of a bad value. Also serialized back,
 //! fully filled in, as the effective config that `landfall check-config` prints.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -31,6 +32,15 @@ pub struct RawConfig {
     pub models: RawModels,
     #[serde(default, rename = "classifier", skip_serializing_if = "Vec::is_empty")]
     pub classifiers: Vec<Spanned<RawClassifier>>,
+    #[serde(default)]
+    pub captioner: RawCaptioner,
+    /// VQA prompt templates by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, Spanned<String>>,
+    #[serde(default, rename = "camera", skip_serializing_if = "Vec::is_empty")]
+    pub cameras: Vec<Spanned<RawCamera>>,
+    #[serde(default)]
+    pub homeassistant: RawHomeAssistant,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -130,6 +140,55 @@ pub struct RawClassifier {
     pub device: Sp<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dtype: Sp<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCaptioner {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quant: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtype: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Sp<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Sp<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCamera {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Sp<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_format: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Sp<DurationText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_on_change: Sp<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scene_threshold: Sp<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Sp<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHomeAssistant {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Sp<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_prefix: Sp<String>,
 }
 
 /// A duration as written: whole seconds (`30`) or a number with a unit (`"500ms"`, `"30s"`,

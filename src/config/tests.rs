@@ -230,3 +230,131 @@ fn durations_take_units_or_seconds() {
     assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     assert_eq!(format_duration(Duration::from_secs(90)), "90s");
 }
+
+const CAMERAS: &str = r#"
+[captioner]
+model = "blip2"
+max_new_tokens = 20
+prompt = "a photo of"
+
+[templates]
+yesno = "Question: {question} Answer yes or no. Answer:"
+
+[[camera]]
+name = "door"
+source = "v4l2:/dev/video0"
+fps = 15
+resolution = "1280x720"
+pixel_format = "mjpeg"
+interval = "30s"
+caption_on_change = true
+scene_threshold = 0.2
+prompt = "the front door:"
+
+[[camera]]
+name = "frames"
+source = "dir:/srv/frames"
+fps = 0.5
+interval = 0
+
+[homeassistant]
+enabled = true
+"#;
+
+#[test]
+fn cameras_captioner_templates_and_homeassistant_are_read() {
+    let c = parse(CAMERAS).unwrap();
+    assert!(
+        c.captioner.model.ends_with("models/blip2"),
+        "{:?}",
+        c.captioner.model
+    );
+    assert_eq!(c.captioner.max_new_tokens, 20);
+    assert_eq!(c.templates["vqa"], "Question: {question} Answer:");
+    assert!(c.templates["yesno"].contains("yes or no"));
+    let door = &c.cameras[0];
+    assert_eq!(door.source.to_string(), "v4l2:/dev/video0");
+    assert_eq!(door.fps, 15.0);
+    assert_eq!(door.resolution.unwrap().to_string(), "1280x720");
+    assert_eq!(door.interval, Some(Duration::from_secs(30)));
+    assert!(door.caption_on_change);
+    assert_eq!(c.cameras[1].fps, 0.5);
+    assert_eq!(c.cameras[1].interval, None);
+    assert!(c.homeassistant.enabled);
+    assert_eq!(c.homeassistant.discovery_prefix, "homeassistant");
+    let first = c.to_toml();
+    assert_eq!(parse(&first).unwrap().to_toml(), first);
+}
+
+#[test]
+fn defaults_have_one_pattern_camera_and_the_blip2_dir() {
+    let builtin = parse(BUILTIN).unwrap();
+    assert_eq!(builtin.cameras.len(), 1);
+    assert_eq!(builtin.cameras[0].source.to_string(), "pattern:bars");
+    assert!(builtin.captioner.model.ends_with("models/blip2-opt-2.7b"));
+    assert!(!builtin.homeassistant.enabled);
+    // A file without cameras has none.
+    assert!(parse("").unwrap().cameras.is_empty());
+}
+
+#[test]
+fn camera_entries_are_checked() {
+    let cam = |extra: &str| format!("[[camera]]\nname = \"a\"\nsource = \"pattern:bars\"\n{extra}");
+    let cases = [
+        (
+            "[[camera]]\nname = \"a\"\nsource = \"usb:1\"\n".to_string(),
+            "test.toml:3:10: camera[0].source: \"usb:1\": unknown source kind",
+        ),
+        (
+            "[[camera]]\nsource = \"pattern:bars\"\n".to_string(),
+            "camera[0].name: required",
+        ),
+        (
+            "[[camera]]\nname = \"a/b\"\nsource = \"pattern:bars\"\n".to_string(),
+            "camera[0].name: \"a/b\" is not usable in a topic",
+        ),
+        (
+            cam("fps = 0\n"),
+            "test.toml:4:7: camera[0].fps: must be above 0",
+        ),
+        (
+            cam("resolution = \"big\"\n"),
+            "camera[0].resolution: \"big\": expected WIDTHxHEIGHT",
+        ),
+        (cam("pixel_format = \"h264\"\n"), "camera[0].pixel_format:"),
+        (
+            cam("scene_threshold = 2.0\n"),
+            "camera[0].scene_threshold: must be between 0 and 1",
+        ),
+        (cam("interval = \"soon\"\n"), "camera[0].interval:"),
+        (
+            format!("{}\n{}", cam(""), cam("")),
+            "camera[1].name: \"a\" is already the name of another camera",
+        ),
+        (
+            "[templates]\nx = \"Q: {qestion}\"\n".to_string(),
+            "test.toml:2:5: templates.x: unknown placeholder {qestion}",
+        ),
+        (
+            "[captioner]\nmax_new_tokens = 0\n".to_string(),
+            "captioner.max_new_tokens: must be between 1 and 512",
+        ),
+        (
+            "[captioner]\nquant = \"q3\"\n".to_string(),
+            "captioner.quant:",
+        ),
+        (
+            "[homeassistant]\ndiscovery_prefix = \"ha/#\"\n".to_string(),
+            "homeassistant.discovery_prefix:",
+        ),
+        (
+            "[[camera]]\nname = \"a\"\nsource = \"pattern:bars\"\nzoom = 2\n".to_string(),
+            "test.toml:4:1: camera.zoom: unknown field `zoom`",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = error_line(&text);
+        assert!(e.contains(want), "{text:?}\n  gave {e}\n  want {want}");
+        assert_eq!(e.lines().count(), 1);
+    }
+}

@@ -71,18 +71,27 @@ fn field_at(text: &str, offset: usize) -> String {
     }
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     text: &'a str,
     file: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, field: &str, reason: impl AsRef<str>) -> ConfigError {
+    pub(super) fn err(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        reason: impl AsRef<str>,
+    ) -> ConfigError {
         positioned(self.file, self.text, span, Some(field), reason.as_ref())
     }
 
     /// A string value, checked to be non-empty.
-    fn string(&self, v: &Sp<String>, field: &str) -> Result<Option<String>, ConfigError> {
+    pub(super) fn string(
+        &self,
+        v: &Sp<String>,
+        field: &str,
+    ) -> Result<Option<String>, ConfigError> {
         match v {
             Some(s) if s.get_ref().trim().is_empty() => {
                 Err(self.err(s.span(), field, "must not be empty"))
@@ -93,7 +102,7 @@ impl Ctx<'_> {
     }
 
     /// A string that becomes one MQTT topic level (or several, with `slashes`).
-    fn topic_part(
+    pub(super) fn topic_part(
         &self,
         v: &Sp<String>,
         field: &str,
@@ -114,7 +123,7 @@ impl Ctx<'_> {
         Ok(Some(s))
     }
 
-    fn count(
+    pub(super) fn count(
         &self,
         v: &Sp<i64>,
         field: &str,
@@ -138,7 +147,7 @@ impl Ctx<'_> {
             })
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         v: &Sp<DurationText>,
         field: &str,
@@ -150,7 +159,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn parsed<T: FromStr<Err = String>>(
+    pub(super) fn parsed<T: FromStr<Err = String>>(
         &self,
         v: &Sp<String>,
         field: &str,
@@ -165,7 +174,7 @@ impl Ctx<'_> {
     }
 }
 
-fn span_of<T>(v: &Sp<T>) -> Range<usize> {
+pub(super) fn span_of<T>(v: &Sp<T>) -> Range<usize> {
     v.as_ref().map_or(0..0, Spanned::span)
 }
 
@@ -250,6 +259,10 @@ pub(super) fn from_raw(raw: RawConfig, text: &str, file: &str) -> Result<Config,
         }
         classifiers.push(c);
     }
+    let captioner = super::vision::captioner(&cx, &raw.captioner, &models.dir)?;
+    let templates = super::vision::templates(&cx, &raw.templates)?;
+    let cameras = super::vision::cameras(&cx, &raw.cameras)?;
+    let homeassistant = super::vision::homeassistant(&cx, &raw.homeassistant)?;
     Ok(Config {
         mqtt,
         health,
@@ -257,6 +270,10 @@ pub(super) fn from_raw(raw: RawConfig, text: &str, file: &str) -> Result<Config,
         scheduler,
         models,
         classifiers,
+        captioner,
+        templates,
+        cameras,
+        homeassistant,
     })
 }
 

@@ -1,6 +1,9 @@
 //! The daemon's working loop state: requests in, batches to the engine, answers out. Everything
 //! here runs on one task and never waits: the link is fed with `try_*` calls the outbox paces,
-//! the engine with `try_submit` the scheduler paces.
+//! the engine with `try_submit` the scheduler paces. Caption and VQA requests, cameras and Home
+//! Assistant discovery are in [`vision_in`].
+
+mod vision_in;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -8,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::dedup::{Redeliveries, REMEMBERED};
-use super::engine::{Done, Engine, ModelState, ModelStatus, Work, QUEUE};
+use super::engine::{Done, Engine, ModelState, ModelStatus, Outcomes, Work, QUEUE};
 use super::metrics::{round, Metrics};
 use super::scheduler::{Overloaded, Priority, Scheduler};
 use super::systemd;
@@ -18,8 +21,10 @@ use crate::mqtt::outbox::Outbox;
 use crate::mqtt::spool::OutMessage;
 use crate::mqtt::topics::{
     self, parse_classify_request, ClassifyResult, ErrorCode, ErrorReply, Health, MqttHealth,
-    QueueDepths, SystemHealth, Topics,
+    QueueDepths, SystemHealth, Task, Topics,
 };
+pub use vision_in::{Prepared, VisionSetup};
+use vision_in::{VisionJob, VisionState, VISION_KEY};
 
 /// Where an answer goes.
 #[derive(Debug, Clone)]
@@ -28,13 +33,27 @@ pub struct ReplyTo {
     pub correlation_data: Option<Vec<u8>>,
 }
 
-/// A request admitted to the scheduler.
+/// Work admitted to the scheduler.
 #[derive(Debug)]
 pub struct Pending {
-    id: Value,
-    text: String,
-    reply: ReplyTo,
     received: Instant,
+    job: Job,
+}
+
+#[derive(Debug)]
+enum Job {
+    Classify {
+        id: Value,
+        text: String,
+        reply: ReplyTo,
+    },
+    Vision(VisionJob),
+}
+
+/// The scheduler key of a classifier's jobs; vision jobs use [`VISION_KEY`], which no
+/// classifier key can equal.
+fn classify_key(name: &str) -> String {
+    format!("classify/{name}")
 }
 
 pub struct Dispatcher {
@@ -61,6 +80,7 @@ pub struct Dispatcher {
     /// Connection attempts failed in a row (logged loudly at first, then sparingly).
     failures: u32,
     pub offline_acked: bool,
+    vision: VisionState,
 }
 
 impl Dispatcher {
@@ -75,6 +95,7 @@ impl Dispatcher {
         engine: Engine,
         models: Vec<ModelStatus>,
         metrics: Metrics,
+        vision: VisionSetup,
     ) -> Self {
         Self {
             topics,
@@ -96,6 +117,7 @@ impl Dispatcher {
             ready_sent: false,
             failures: 0,
             offline_acked: false,
+            vision: VisionState::new(vision),
         }
     }
 
@@ -153,6 +175,7 @@ impl Dispatcher {
         // The Last Will may have marked us offline while we were away.
         self.push(status_message(&self.topics.status, topics::ONLINE));
         self.publish_health();
+        self.publish_discovery();
         if !self.ready_sent {
             self.ready_sent = true;
             let loaded = self
@@ -188,10 +211,17 @@ impl Dispatcher {
     }
 
     fn on_message(&mut self, m: InMessage) {
-        if !self.topics.is_classify_request(&m.topic) {
-            tracing::debug!("ignoring a message on {}", m.topic);
+        if self.topics.homeassistant_status.as_deref() == Some(m.topic.as_str()) {
+            if m.payload == topics::ONLINE.as_bytes() {
+                tracing::info!("Home Assistant is online; sending discovery again");
+                self.publish_discovery();
+            }
             return;
         }
+        let Some(task) = self.topics.task_of(&m.topic) else {
+            tracing::debug!("ignoring a message on {}", m.topic);
+            return;
+        };
         let redelivered = self.redeliveries.is_redelivery(
             m.dup,
             &m.topic,
@@ -207,7 +237,7 @@ impl Dispatcher {
         self.metrics.requests += 1;
         let received = Instant::now();
         let mut reply = ReplyTo {
-            topic: self.topics.classify_result.clone(),
+            topic: self.topics.result_topic(task).to_string(),
             correlation_data: m.correlation_data,
         };
         if let Some(topic) = m.response_topic {
@@ -220,6 +250,9 @@ impl Dispatcher {
                 );
             }
             reply.topic = topic;
+        }
+        if task != Task::Classify {
+            return self.on_vision_request(task, &m.payload, reply, received);
         }
         let request = match parse_classify_request(&m.payload, self.max_payload) {
             Ok(r) => r,
@@ -264,22 +297,36 @@ impl Dispatcher {
             return self.reply_error(&reply, e);
         }
         let pending = Pending {
-            id: request.id.clone(),
-            text: request.text,
-            reply,
             received,
+            job: Job::Classify {
+                id: request.id.clone(),
+                text: request.text,
+                reply,
+            },
         };
-        if let Err(Overloaded(p)) =
-            self.scheduler
-                .push(&name, Priority::Interactive, pending, received)
-        {
+        self.admit(&classify_key(&name), Priority::Interactive, pending);
+    }
+
+    /// Queues work for the engine, answering `overloaded` when the queue is full.
+    fn admit(&mut self, key: &str, priority: Priority, pending: Pending) {
+        let received = pending.received;
+        if let Err(Overloaded(p)) = self.scheduler.push(key, priority, pending, received) {
             self.metrics.overloaded += 1;
-            let e = ErrorReply::new(
-                p.id,
+            self.refuse(
+                p,
                 ErrorCode::Overloaded,
-                "too many requests are waiting; send it again later".to_string(),
+                "too many requests are waiting; send it again later",
             );
-            self.reply_error(&p.reply, e);
+        }
+    }
+
+    /// Answers admitted work with an error (periodic work has nobody to answer: it is logged).
+    fn refuse(&mut self, p: Pending, code: ErrorCode, message: &str) {
+        match p.job {
+            Job::Classify { id, reply, .. } => {
+                self.reply_error(&reply, ErrorReply::new(id, code, message.to_string()));
+            }
+            Job::Vision(job) => self.refuse_vision(job, code, message),
         }
     }
 
@@ -315,10 +362,36 @@ impl Dispatcher {
                 return;
             };
             self.next_batch_id += 1;
-            let work = Work {
-                batch_id: self.next_batch_id,
-                classifier: batch.key.clone(),
-                texts: batch.items.iter().map(|p| p.text.clone()).collect(),
+            let batch_id = self.next_batch_id;
+            let work = if batch.key == VISION_KEY {
+                Work::Vision {
+                    batch_id,
+                    jobs: batch
+                        .items
+                        .iter()
+                        .filter_map(|p| match &p.job {
+                            Job::Vision(v) => Some(v.input.clone()),
+                            Job::Classify { .. } => None,
+                        })
+                        .collect(),
+                }
+            } else {
+                Work::Classify {
+                    batch_id,
+                    classifier: batch
+                        .key
+                        .strip_prefix("classify/")
+                        .unwrap_or(&batch.key)
+                        .to_string(),
+                    texts: batch
+                        .items
+                        .iter()
+                        .filter_map(|p| match &p.job {
+                            Job::Classify { text, .. } => Some(text.clone()),
+                            Job::Vision(_) => None,
+                        })
+                        .collect(),
+                }
             };
             match self.engine.try_submit(work) {
                 Ok(()) => {
@@ -335,25 +408,40 @@ impl Dispatcher {
 
     fn fail_all(&mut self, items: Vec<Pending>, message: &str) {
         for p in items {
-            let e = ErrorReply::new(p.id, ErrorCode::Internal, message.to_string());
-            self.reply_error(&p.reply, e);
+            self.refuse(p, ErrorCode::Internal, message);
         }
     }
 
     pub fn on_done(&mut self, done: Done) {
-        let Some((name, items)) = self.in_engine.remove(&done.batch_id) else {
+        let Some((key, items)) = self.in_engine.remove(&done.batch_id) else {
             return;
         };
+        match done.outcomes {
+            Outcomes::Classify(outcomes) => self.on_classified(&key, items, outcomes),
+            Outcomes::Vision(outcomes) => self.on_vision_done(items, outcomes),
+        }
+    }
+
+    fn on_classified(
+        &mut self,
+        key: &str,
+        items: Vec<Pending>,
+        outcomes: Vec<Result<crate::classifier::Prediction, String>>,
+    ) {
+        let name = key.strip_prefix("classify/").unwrap_or(key).to_string();
         let Some(model) = self.models.iter().find(|m| m.name == name).cloned() else {
             return;
         };
-        for (p, outcome) in items.into_iter().zip(done.outcomes) {
+        for (p, outcome) in items.into_iter().zip(outcomes) {
             let latency_ms = p.received.elapsed().as_secs_f64() * 1000.0;
+            let Job::Classify { id, reply, .. } = p.job else {
+                continue;
+            };
             self.metrics.record_latency("classify", latency_ms);
             match outcome {
                 Ok(pred) => {
                     let result = ClassifyResult {
-                        id: p.id,
+                        id,
                         scores: crate::json::LabelScores::new(&model.labels, &pred.scores),
                         label: pred.label,
                         label_id: pred.label_id,
@@ -362,16 +450,16 @@ impl Dispatcher {
                         latency_ms: round(latency_ms),
                     };
                     let payload = serde_json::to_string(&result).unwrap_or_default();
-                    self.push(result_message(&p.reply, payload));
+                    self.push(result_message(&reply, payload));
                 }
                 Err(message) => {
-                    tracing::error!("classifier {name:?} failed on request {}: {message}", p.id);
+                    tracing::error!("classifier {name:?} failed on request {id}: {message}");
                     let e = ErrorReply::new(
-                        p.id,
+                        id,
                         ErrorCode::Internal,
                         format!("the model failed: {message}"),
                     );
-                    self.reply_error(&p.reply, e);
+                    self.reply_error(&reply, e);
                 }
             }
         }
@@ -417,6 +505,15 @@ impl Dispatcher {
             .map(|m| (m.name.clone(), m.health()))
             .collect::<BTreeMap<_, _>>();
         let memory = crate::health::process_memory();
+        let (cameras, captured, dropped, captions) = self.vision.camera_health();
+        let mut counters = self
+            .metrics
+            .counters(self.outbox.delivered, self.outbox.dropped);
+        counters.frames_captured = captured;
+        counters.frames_dropped = dropped;
+        counters.captions = captions;
+        let machine = self.system.sample();
+        self.vision.has_temperature = !machine.temperatures_c.is_empty();
         Health {
             ts: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -425,6 +522,8 @@ impl Dispatcher {
             version: env!("CARGO_PKG_VERSION"),
             device_id: self.device_id.clone(),
             models,
+            captioner: self.vision.captioner.health(),
+            cameras,
             queues: QueueDepths {
                 interactive: self.scheduler.depth(Priority::Interactive),
                 periodic: self.scheduler.depth(Priority::Periodic),
@@ -432,14 +531,12 @@ impl Dispatcher {
                 outbox: self.outbox.in_memory(),
                 spooled: self.outbox.spooled(),
             },
-            counters: self
-                .metrics
-                .counters(self.outbox.delivered, self.outbox.dropped),
+            counters,
             latency_ms: self.metrics.latency(),
             system: SystemHealth {
                 rss_bytes: memory.rss_bytes,
                 peak_rss_bytes: memory.peak_rss_bytes,
-                machine: self.system.sample(),
+                machine,
             },
             mqtt: MqttHealth {
                 connected: self.outbox.is_connected(),
@@ -456,22 +553,23 @@ impl Dispatcher {
 
     /// Every admitted request answered and, while connected, every answer acknowledged.
     pub fn is_drained(&self) -> bool {
-        self.scheduler.is_empty()
+        self.vision.decodes_done()
+            && self.scheduler.is_empty()
             && self.in_engine.is_empty()
             && (!self.outbox.is_connected() || self.outbox.is_idle())
     }
 
     /// What the drain could not finish in time still gets an answer.
     pub fn abandon_unfinished(&mut self) {
+        self.abandon_decodes();
         let waiting = self.scheduler.drain_all();
         let running: Vec<Pending> = self.in_engine.drain().flat_map(|(_, (_, b))| b).collect();
         for p in waiting.into_iter().chain(running) {
-            let e = ErrorReply::new(
-                p.id,
+            self.refuse(
+                p,
                 ErrorCode::Overloaded,
-                "this device stopped before running the request; send it again".to_string(),
+                "this device stopped before running the request; send it again",
             );
-            self.reply_error(&p.reply, e);
         }
     }
 

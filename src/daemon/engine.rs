@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::vision::{VisionAnswer, VisionError, VisionInput, VisionModel};
 use crate::classifier::{BaseCache, Classifier, ClassifierOptions, Prediction};
-use crate::config::ClassifierConfig;
+use crate::config::{CaptionerConfig, ClassifierConfig};
 use crate::models::runtime::{device_name, FloatType};
 use crate::mqtt::topics::ModelHealth;
 
@@ -68,19 +69,33 @@ impl ModelStatus {
     }
 }
 
-/// A batch for one classifier.
+/// A batch for one model.
 #[derive(Debug)]
-pub struct Work {
-    pub batch_id: u64,
-    pub classifier: String,
-    pub texts: Vec<String>,
+pub enum Work {
+    Classify {
+        batch_id: u64,
+        classifier: String,
+        texts: Vec<String>,
+    },
+    /// Captions and questions for the captioner.
+    Vision {
+        batch_id: u64,
+        jobs: Vec<VisionInput>,
+    },
 }
 
-/// A finished batch: one outcome per text, in order.
+/// One outcome per item of the batch, in order.
+#[derive(Debug)]
+pub enum Outcomes {
+    Classify(Vec<Result<Prediction, String>>),
+    Vision(Vec<Result<VisionAnswer, VisionError>>),
+}
+
+/// A finished batch.
 #[derive(Debug)]
 pub struct Done {
     pub batch_id: u64,
-    pub outcomes: Vec<Result<Prediction, String>>,
+    pub outcomes: Outcomes,
 }
 
 pub struct Engine {
@@ -90,10 +105,12 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the thread and waits for it to load the models; finished batches arrive on `done`.
+    /// Gives back the classifiers' states and the captioner's.
     pub async fn start(
         classifiers: Vec<ClassifierConfig>,
+        captioner: CaptionerConfig,
         done: mpsc::UnboundedSender<Done>,
-    ) -> Result<(Self, Vec<ModelStatus>), EngineError> {
+    ) -> Result<(Self, Vec<ModelStatus>, ModelStatus), EngineError> {
         let (tx, rx) = sync_channel(QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -101,13 +118,14 @@ impl Engine {
             .spawn(move || {
                 let mut models = HashMap::new();
                 let statuses = load_all(&classifiers, &mut models);
-                if ready_tx.send(statuses).is_ok() {
-                    serve(&models, &rx, &done);
+                let (vision, vision_status) = VisionModel::load(&captioner);
+                if ready_tx.send((statuses, vision_status)).is_ok() {
+                    serve(&models, &vision, &rx, &done);
                 }
             })
             .map_err(EngineError::Spawn)?;
-        let statuses = ready_rx.await.map_err(|_| EngineError::Died)?;
-        Ok((Self { tx, thread }, statuses))
+        let (statuses, vision) = ready_rx.await.map_err(|_| EngineError::Died)?;
+        Ok((Self { tx, thread }, statuses, vision))
     }
 
     /// Hands a batch over without waiting; gives it back if the thread is busy or gone.
@@ -210,24 +228,40 @@ fn load_one(cfg: &ClassifierConfig, cache: &mut BaseCache) -> Result<(Classifier
 
 fn serve(
     models: &HashMap<String, Classifier>,
+    vision: &VisionModel,
     rx: &Receiver<Work>,
     done: &mpsc::UnboundedSender<Done>,
 ) {
     while let Ok(work) = rx.recv() {
-        let outcomes = match models.get(&work.classifier) {
-            Some(c) => classify(c, &work.texts),
-            None => vec![
-                Err(format!("classifier {:?} is not loaded", work.classifier));
-                work.texts.len()
-            ],
+        let (batch_id, outcomes) = match work {
+            Work::Classify {
+                batch_id,
+                classifier,
+                texts,
+            } => {
+                let outcomes = match models.get(&classifier) {
+                    Some(c) => classify(c, &texts),
+                    None => {
+                        vec![Err(format!("classifier {classifier:?} is not loaded")); texts.len()]
+                    }
+                };
+                (batch_id, Outcomes::Classify(outcomes))
+            }
+            Work::Vision { batch_id, jobs } => {
+                let outcomes = jobs
+                    .iter()
+                    .map(|job| {
+                        catch_unwind(AssertUnwindSafe(|| vision.run(job))).unwrap_or_else(|_| {
+                            Err(VisionError::Failed(
+                                "the model panicked on this input".to_string(),
+                            ))
+                        })
+                    })
+                    .collect();
+                (batch_id, Outcomes::Vision(outcomes))
+            }
         };
-        if done
-            .send(Done {
-                batch_id: work.batch_id,
-                outcomes,
-            })
-            .is_err()
-        {
+        if done.send(Done { batch_id, outcomes }).is_err() {
             return;
         }
     }

@@ -91,6 +91,10 @@ impl Metrics {
             redeliveries: self.redeliveries,
             results_delivered: delivered,
             results_dropped: dropped,
+            // Filled in by the caller, which owns the cameras.
+            frames_captured: 0,
+            frames_dropped: 0,
+            captions: 0,
         }
     }
 }

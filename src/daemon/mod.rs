@@ -16,6 +16,7 @@ pub mod engine;
 pub mod metrics;
 pub mod scheduler;
 pub mod systemd;
+pub mod vision;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,13 +24,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, MissedTickBehavior};
 
+use crate::camera::Camera;
 use crate::config::Config;
 use crate::mqtt::link::{self, LinkEvent};
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::spool::{Spool, SpoolError};
 use crate::mqtt::topics::Topics;
 use crate::mqtt::{broker, MqttError};
-use dispatch::Dispatcher;
+use dispatch::{Dispatcher, VisionSetup};
 use engine::{Engine, EngineError};
 use metrics::Metrics;
 use scheduler::Scheduler;
@@ -65,26 +67,44 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let (engine, models) = Engine::start(config.classifiers.clone(), done_tx).await?;
+    let (engine, models, captioner) = Engine::start(
+        config.classifiers.clone(),
+        config.captioner.clone(),
+        done_tx,
+    )
+    .await?;
     let mqtt = &config.mqtt;
     if let Some(listen) = mqtt.embedded_listen {
         broker::start(listen, mqtt.protocol, mqtt.max_payload_bytes.get())?;
     }
-    let topics = Topics::new(
+    let mut topics = Topics::new(
         &mqtt.topic_prefix,
         &mqtt.device_id,
         mqtt.fleet_group.as_deref(),
     );
+    if config.homeassistant.enabled {
+        topics = topics.with_homeassistant(&config.homeassistant.discovery_prefix);
+    }
     let (client, mut link_rx, link_task) = link::start(mqtt, &topics.status)?;
     tracing::info!(
-        "landfall {} as {} on {}:{} ({}), {} classifiers",
+        "landfall {} as {} on {}:{} ({}), {} classifiers, {} cameras",
         env!("CARGO_PKG_VERSION"),
         topics.device,
         mqtt.host,
         mqtt.port,
         mqtt.protocol.as_str(),
-        models.len()
+        models.len(),
+        config.cameras.len()
     );
+    let (prepared_tx, mut prepared_rx) = mpsc::unbounded_channel();
+    let vision = VisionSetup {
+        cameras: config.cameras.iter().cloned().map(Camera::start).collect(),
+        captioner,
+        captioner_config: config.captioner.clone(),
+        templates: config.templates.clone(),
+        homeassistant: config.homeassistant.clone(),
+        prepared: prepared_tx,
+    };
     let s = &config.scheduler;
     let mut d = Dispatcher::new(
         topics,
@@ -96,6 +116,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         engine,
         models,
         Metrics::new(started),
+        vision,
     );
 
     let mut health = interval(config.health.interval);
@@ -109,6 +130,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tokio::pin!(shutdown);
     loop {
         let batch_due = d.batch_deadline().map(tokio::time::Instant::from_std);
+        let caption_due = d.caption_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
             () = &mut shutdown, if !d.draining => {
                 d.begin_drain();
@@ -125,7 +147,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     d.engine_gone();
                 }
             },
+            Some(prepared) = prepared_rx.recv() => d.on_prepared(prepared),
             () = sleep_until(batch_due.unwrap_or_else(far)), if batch_due.is_some() => {}
+            () = sleep_until(caption_due.unwrap_or_else(far)), if caption_due.is_some() => {
+                d.periodic_captions(Instant::now());
+            }
             _ = health.tick() => d.publish_health(),
             _ = watchdog.tick(), if watchdog_every.is_some() => systemd::watchdog(),
             () = sleep_until(drain_deadline.unwrap_or_else(far)), if drain_deadline.is_some() => {
@@ -189,6 +215,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, closed).await;
     }
     link_task.abort();
+    // Joining a capture thread may wait for one grab: not on the async loop.
+    let cameras = d.take_cameras();
+    let _ = tokio::task::spawn_blocking(move || drop(cameras)).await;
     let Dispatcher { engine, .. } = d;
     engine.stop().await;
     tracing::info!("stopped");

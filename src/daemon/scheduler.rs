@@ -75,6 +75,11 @@ impl<T> Scheduler<T> {
         self.len() == 0
     }
 
+    /// How many jobs may wait, all priorities together.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn depth(&self, priority: Priority) -> usize {
         self.queues[priority.index()].len()
     }

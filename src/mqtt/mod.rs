@@ -4,10 +4,12 @@
 
 pub mod backoff;
 pub mod broker;
+pub mod homeassistant;
 pub mod link;
 pub mod outbox;
 pub mod spool;
 pub mod topics;
+pub mod vision;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -20,6 +20,32 @@ pub struct Topics {
     pub fleet_classify_request: Option<String>,
     /// The topic fleet requests carry (the filter above without `$share/<group>/`).
     fleet_classify_topic: Option<String>,
+    pub caption_request: String,
+    pub caption_result: String,
+    pub vqa_request: String,
+    pub vqa_result: String,
+    /// Shared-subscription filters and the topics they carry, for caption and vqa.
+    fleet_vision: Vec<(String, String, Task)>,
+    /// Home Assistant's birth topic (`<discovery_prefix>/status`), when discovery is on.
+    pub homeassistant_status: Option<String>,
+}
+
+/// What a request topic asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Classify,
+    Caption,
+    Vqa,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classify => "classify",
+            Self::Caption => "caption",
+            Self::Vqa => "vqa",
+        }
+    }
 }
 
 impl Topics {
@@ -34,15 +60,71 @@ impl Topics {
                 .map(|g| format!("$share/{g}/{topic_prefix}/fleet/classify/request")),
             fleet_classify_topic: fleet_group
                 .map(|_| format!("{topic_prefix}/fleet/classify/request")),
+            caption_request: format!("{device}/caption/request"),
+            caption_result: format!("{device}/caption/result"),
+            vqa_request: format!("{device}/vqa/request"),
+            vqa_result: format!("{device}/vqa/result"),
+            fleet_vision: fleet_group
+                .map(|g| {
+                    [Task::Caption, Task::Vqa]
+                        .into_iter()
+                        .map(|t| {
+                            let topic = format!("{topic_prefix}/fleet/{}/request", t.as_str());
+                            (format!("$share/{g}/{topic}"), topic, t)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            homeassistant_status: None,
             device,
         }
+    }
+
+    /// Also listens for Home Assistant's birth message under `discovery_prefix`.
+    pub fn with_homeassistant(mut self, discovery_prefix: &str) -> Self {
+        self.homeassistant_status = Some(format!("{discovery_prefix}/status"));
+        self
     }
 
     /// The filters the daemon subscribes to.
     pub fn subscriptions(&self) -> Vec<String> {
         let mut subs = vec![self.classify_request.clone()];
         subs.extend(self.fleet_classify_request.clone());
+        subs.push(self.caption_request.clone());
+        subs.push(self.vqa_request.clone());
+        subs.extend(self.fleet_vision.iter().map(|(f, _, _)| f.clone()));
+        subs.extend(self.homeassistant_status.clone());
         subs
+    }
+
+    /// The task a message on `topic` asks for, if it is a request topic (own or fleet).
+    pub fn task_of(&self, topic: &str) -> Option<Task> {
+        if self.is_classify_request(topic) {
+            Some(Task::Classify)
+        } else if topic == self.caption_request {
+            Some(Task::Caption)
+        } else if topic == self.vqa_request {
+            Some(Task::Vqa)
+        } else {
+            self.fleet_vision
+                .iter()
+                .find(|(_, t, _)| t == topic)
+                .map(|(_, _, task)| *task)
+        }
+    }
+
+    /// Where a task's answers go when the request names no Response Topic.
+    pub fn result_topic(&self, task: Task) -> &str {
+        match task {
+            Task::Classify => &self.classify_result,
+            Task::Caption => &self.caption_result,
+            Task::Vqa => &self.vqa_result,
+        }
+    }
+
+    /// `P/camera/<cam>/caption`.
+    pub fn camera_caption(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}/caption", self.device)
     }
 
     /// Whether a message on `topic` is a classify request (own or fleet).
@@ -63,6 +145,10 @@ pub enum ErrorCode {
     InvalidField,
     PayloadTooLarge,
     UnknownClassifier,
+    UnknownCamera,
+    /// The camera has no frame to use (starting, or retrying after a failure).
+    CameraUnavailable,
+    ImageDecodeFailed,
     Overloaded,
     ModelUnavailable,
     Internal,
@@ -119,15 +205,15 @@ pub struct ClassifyResult {
     pub latency_ms: f64,
 }
 
-/// Reads a classify request, or says which error answer it gets.
-pub fn parse_classify_request(
+/// Reads the common part of every request: within the size limit, UTF-8, a JSON object with
+/// an `id`. Gives back the id and the object, or the error answer.
+pub fn parse_object(
     payload: &[u8],
     max_bytes: usize,
-) -> Result<ClassifyRequest, ErrorReply> {
-    let fail = |id: &Value, code, message: String| ErrorReply::new(id.clone(), code, message);
+) -> Result<(Value, serde_json::Map<String, Value>), ErrorReply> {
+    let fail = |code, message: String| ErrorReply::new(Value::Null, code, message);
     if payload.len() > max_bytes {
         return Err(fail(
-            &Value::Null,
             ErrorCode::PayloadTooLarge,
             format!(
                 "the request is {} bytes; this device takes at most {max_bytes} (mqtt.max_payload_bytes)",
@@ -137,7 +223,6 @@ pub fn parse_classify_request(
     }
     let text = std::str::from_utf8(payload).map_err(|e| {
         fail(
-            &Value::Null,
             ErrorCode::InvalidJson,
             format!(
                 "the payload is not UTF-8 (invalid byte at offset {}); send a UTF-8 JSON object",
@@ -147,22 +232,19 @@ pub fn parse_classify_request(
     })?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
         fail(
-            &Value::Null,
             ErrorCode::InvalidJson,
             format!("the payload is not JSON: {e}"),
         )
     })?;
     let Value::Object(obj) = value else {
         return Err(fail(
-            &Value::Null,
             ErrorCode::InvalidJson,
-            "the payload must be a JSON object like {\"id\": \"1\", \"text\": \"...\"}".into(),
+            "the payload must be a JSON object like {\"id\": \"1\", ...}".into(),
         ));
     };
     let id = match obj.get("id") {
         None | Some(Value::Null) => {
             return Err(fail(
-                &Value::Null,
                 ErrorCode::MissingField,
                 "\"id\" is required: a string or number that the answer echoes".into(),
             ));
@@ -170,12 +252,21 @@ pub fn parse_classify_request(
         Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
         Some(other) => {
             return Err(fail(
-                &Value::Null,
                 ErrorCode::InvalidField,
                 format!("\"id\" must be a string or number, not {}", kind(other)),
             ));
         }
     };
+    Ok((id, obj))
+}
+
+/// Reads a classify request, or says which error answer it gets.
+pub fn parse_classify_request(
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<ClassifyRequest, ErrorReply> {
+    let fail = |id: &Value, code, message: String| ErrorReply::new(id.clone(), code, message);
+    let (id, obj) = parse_object(payload, max_bytes)?;
     let text = match obj.get("text") {
         None | Some(Value::Null) => {
             return Err(fail(
@@ -214,7 +305,7 @@ pub fn parse_classify_request(
     })
 }
 
-fn kind(v: &Value) -> &'static str {
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -234,6 +325,9 @@ pub struct Health {
     pub version: &'static str,
     pub device_id: String,
     pub models: BTreeMap<String, ModelHealth>,
+    /// BLIP-2, for captions and VQA.
+    pub captioner: ModelHealth,
+    pub cameras: BTreeMap<String, super::vision::CameraHealth>,
     pub queues: QueueDepths,
     pub counters: Counters,
     /// p50/p95/p99 over the recent answers, per task.
@@ -250,6 +344,7 @@ pub struct ModelHealth {
     pub reason: Option<String>,
     pub quant: String,
     pub device: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub adapter: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
@@ -277,6 +372,11 @@ pub struct Counters {
     pub results_delivered: u64,
     /// Results dropped because the on-disk queue was full.
     pub results_dropped: u64,
+    /// All cameras together.
+    pub frames_captured: u64,
+    pub frames_dropped: u64,
+    /// Periodic captions published.
+    pub captions: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -379,8 +479,22 @@ mod tests {
             t.subscriptions(),
             vec![
                 "landfall/cam1/classify/request",
-                "$share/g/landfall/fleet/classify/request"
+                "$share/g/landfall/fleet/classify/request",
+                "landfall/cam1/caption/request",
+                "landfall/cam1/vqa/request",
+                "$share/g/landfall/fleet/caption/request",
+                "$share/g/landfall/fleet/vqa/request",
             ]
+        );
+        assert_eq!(t.task_of("landfall/fleet/vqa/request"), Some(Task::Vqa));
+        assert_eq!(
+            t.task_of("landfall/cam1/caption/request"),
+            Some(Task::Caption)
+        );
+        assert_eq!(t.task_of("landfall/cam1/caption/result"), None);
+        assert_eq!(
+            t.camera_caption("door"),
+            "landfall/cam1/camera/door/caption"
         );
         assert!(t.is_classify_request("landfall/fleet/classify/request"));
         assert!(!Topics::new("landfall", "cam1", None)

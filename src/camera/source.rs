@@ -1,0 +1,53 @@
+//! An opened camera source of any kind, behind one `grab`.
+
+use image::RgbImage;
+
+use super::files::{DirSource, FileSource};
+use super::spec::{Resolution, SourceSpec};
+use super::v4l2::V4l2Source;
+use crate::config::CameraConfig;
+
+/// The test pattern's size when no resolution is configured.
+const PATTERN_SIZE: Resolution = Resolution {
+    width: 320,
+    height: 240,
+};
+
+pub enum Source {
+    V4l2(V4l2Source),
+    File(FileSource),
+    Dir(DirSource),
+    Pattern { size: Resolution, n: u64 },
+}
+
+impl Source {
+    /// Opens the configured source; the error is one line for health and the log.
+    pub fn open(cfg: &CameraConfig) -> Result<Self, String> {
+        Ok(match &cfg.source {
+            SourceSpec::V4l2 { index, .. } => Self::V4l2(V4l2Source::open(
+                *index,
+                cfg.resolution,
+                cfg.pixel_format,
+                cfg.fps,
+            )?),
+            SourceSpec::File(p) => Self::File(FileSource::open(p)?),
+            SourceSpec::Dir(p) => Self::Dir(DirSource::open(p)?),
+            SourceSpec::Pattern(_) => Self::Pattern {
+                size: cfg.resolution.unwrap_or(PATTERN_SIZE),
+                n: 0,
+            },
+        })
+    }
+
+    pub fn grab(&mut self) -> Result<RgbImage, String> {
+        match self {
+            Self::V4l2(s) => s.grab(),
+            Self::File(s) => s.grab(),
+            Self::Dir(s) => s.grab(),
+            Self::Pattern { size, n } => {
+                *n += 1;
+                Ok(super::pattern::bars(size.width, size.height, *n))
+            }
+        }
+    }
+}

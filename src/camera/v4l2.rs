@@ -1,0 +1,81 @@
+//! `v4l2:/dev/videoN` through nokhwa's V4L2 backend: the configured resolution, fps and pixel
+//! format are requested as the closest the device offers, and frames are decoded to RGB.
+
+use nokhwa::pixel_format::RgbFormat;
+use nokhwa::utils::{
+    ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
+    Resolution as NResolution,
+};
+use nokhwa::Camera;
+
+use image::RgbImage;
+
+use super::spec::{PixelFormat, Resolution};
+
+/// Asked for when a pixel format is configured without a resolution.
+const FALLBACK: Resolution = Resolution {
+    width: 640,
+    height: 480,
+};
+
+pub struct V4l2Source {
+    camera: Camera,
+}
+
+impl V4l2Source {
+    pub fn open(
+        index: u32,
+        resolution: Option<Resolution>,
+        pixel_format: Option<PixelFormat>,
+        fps: f64,
+    ) -> Result<Self, String> {
+        let requested = match (resolution, pixel_format) {
+            (None, None) => RequestedFormatType::HighestFrameRate(fps.ceil() as u32),
+            (r, f) => {
+                let r = r.unwrap_or(FALLBACK);
+                RequestedFormatType::Closest(CameraFormat::new(
+                    NResolution::new(r.width, r.height),
+                    frame_format(f.unwrap_or(PixelFormat::Mjpeg)),
+                    fps.ceil().max(1.0) as u32,
+                ))
+            }
+        };
+        let format = RequestedFormat::new::<RgbFormat>(requested);
+        let mut camera =
+            Camera::with_backend(CameraIndex::Index(index), format, ApiBackend::Video4Linux)
+                .map_err(|e| format!("/dev/video{index}: {e}"))?;
+        camera
+            .open_stream()
+            .map_err(|e| format!("/dev/video{index}: cannot start streaming: {e}"))?;
+        tracing::info!(
+            "/dev/video{index}: streaming {} at {} fps",
+            camera.camera_format(),
+            camera.frame_rate()
+        );
+        Ok(Self { camera })
+    }
+
+    pub fn grab(&mut self) -> Result<RgbImage, String> {
+        let buffer = self.camera.frame().map_err(|e| e.to_string())?;
+        buffer
+            .decode_image::<RgbFormat>()
+            .map_err(|e| format!("cannot decode the frame: {e}"))
+    }
+}
+
+fn frame_format(f: PixelFormat) -> FrameFormat {
+    match f {
+        PixelFormat::Mjpeg => FrameFormat::MJPEG,
+        PixelFormat::Yuyv => FrameFormat::YUYV,
+        PixelFormat::Nv12 => FrameFormat::NV12,
+        PixelFormat::Gray => FrameFormat::GRAY,
+        PixelFormat::Rgb => FrameFormat::RAWRGB,
+    }
+}
+
+impl Drop for V4l2Source {
+    fn drop(&mut self) {
+        // Releases the device so the next attempt (or another program) can open it.
+        let _ = self.camera.stop_stream();
+    }
+}

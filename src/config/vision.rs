@@ -1,0 +1,202 @@
+//! Validation of the vision sections: `[captioner]`, `[templates]`, `[[camera]]` and
+//! `[homeassistant]`, with the same positioned errors as the rest of the config.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{RawCamera, RawCaptioner, RawHomeAssistant};
+use super::validate::{span_of, Ctx};
+use super::{CameraConfig, CaptionerConfig, ConfigError, HomeAssistantConfig};
+
+/// The BLIP-2 directory under `models.dir` when `[captioner] model` is not set.
+pub const DEFAULT_CAPTIONER: &str = "blip2-opt-2.7b";
+/// The placeholders a template may use.
+pub const PLACEHOLDERS: &[&str] = &["question", "camera", "choices"];
+/// Templates every config has; `[templates]` may replace them or add others.
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    ("vqa", "Question: {question} Answer:"),
+    (
+        "choices",
+        "Question: {question} Choose one of: {choices}. Answer:",
+    ),
+];
+
+const DEFAULT_FPS: f64 = 5.0;
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_SCENE_THRESHOLD: f64 = 0.1;
+
+pub(super) fn captioner(
+    cx: &Ctx,
+    c: &RawCaptioner,
+    models: &Path,
+) -> Result<CaptionerConfig, ConfigError> {
+    let model = cx
+        .string(&c.model, "captioner.model")?
+        .unwrap_or_else(|| DEFAULT_CAPTIONER.to_string());
+    let joined = models.join(model);
+    let max_new_tokens = cx.count(&c.max_new_tokens, "captioner.max_new_tokens", 30, 512)?;
+    Ok(CaptionerConfig {
+        model: std::path::absolute(&joined).unwrap_or(joined),
+        quant: cx.parsed(&c.quant, "captioner.quant")?.unwrap_or_default(),
+        device: cx
+            .parsed(&c.device, "captioner.device")?
+            .unwrap_or_default(),
+        dtype: cx.parsed(&c.dtype, "captioner.dtype")?,
+        max_new_tokens: max_new_tokens.get(),
+        // Empty is meaningful here: an unprompted caption.
+        prompt: c
+            .prompt
+            .as_ref()
+            .map_or_else(String::new, |p| p.get_ref().clone()),
+    })
+}
+
+/// `{name}` placeholders of `text` that are not ones we fill in.
+fn unknown_placeholder(text: &str) -> Option<String> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Some(after.to_string());
+        };
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Some(name.to_string());
+        }
+        rest = &after[close + 1..];
+    }
+    None
+}
+
+pub(super) fn templates(
+    cx: &Ctx,
+    raw: &BTreeMap<String, Spanned<String>>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out: BTreeMap<String, String> = BUILTIN_TEMPLATES
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    for (name, text) in raw {
+        let field = format!("templates.{name}");
+        if text.get_ref().trim().is_empty() {
+            return Err(cx.err(text.span(), &field, "must not be empty"));
+        }
+        if let Some(bad) = unknown_placeholder(text.get_ref()) {
+            return Err(cx.err(
+                text.span(),
+                &field,
+                format!("unknown placeholder {{{bad}}}; templates may use {{question}}, {{camera}} and {{choices}}"),
+            ));
+        }
+        out.insert(name.clone(), text.get_ref().clone());
+    }
+    Ok(out)
+}
+
+pub(super) fn cameras(
+    cx: &Ctx,
+    raw: &[Spanned<RawCamera>],
+) -> Result<Vec<CameraConfig>, ConfigError> {
+    let mut out: Vec<CameraConfig> = Vec::new();
+    for (i, entry) in raw.iter().enumerate() {
+        let c = camera(cx, entry, i)?;
+        if out.iter().any(|other| other.name == c.name) {
+            let field = format!("camera[{i}].name");
+            return Err(cx.err(
+                span_of(&entry.get_ref().name),
+                &field,
+                format!("{:?} is already the name of another camera", c.name),
+            ));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+fn camera(cx: &Ctx, entry: &Spanned<RawCamera>, i: usize) -> Result<CameraConfig, ConfigError> {
+    let c = entry.get_ref();
+    let f = |name: &str| format!("camera[{i}].{name}");
+    // The name becomes a topic level: P/camera/<name>/caption.
+    let name = cx.topic_part(&c.name, &f("name"), false)?.ok_or_else(|| {
+        cx.err(
+            entry.span(),
+            &f("name"),
+            "required: the name requests use in \"camera\" and the caption topic's level",
+        )
+    })?;
+    let source = cx.parsed(&c.source, &f("source"))?.ok_or_else(|| {
+        cx.err(
+            entry.span(),
+            &f("source"),
+            "required: \"v4l2:/dev/videoN\", \"file:PATH\", \"dir:PATH\" or \"pattern:bars\"",
+        )
+    })?;
+    let fps = match &c.fps {
+        None => DEFAULT_FPS,
+        Some(v) if v.get_ref().is_finite() && *v.get_ref() > 0.0 && *v.get_ref() <= 240.0 => {
+            *v.get_ref()
+        }
+        Some(v) => {
+            return Err(cx.err(
+                v.span(),
+                &f("fps"),
+                format!("must be above 0 and at most 240, got {}", v.get_ref()),
+            ))
+        }
+    };
+    let interval = cx.duration(&c.interval, &f("interval"), DEFAULT_INTERVAL)?;
+    let scene_threshold = match &c.scene_threshold {
+        None => DEFAULT_SCENE_THRESHOLD,
+        Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+        Some(v) => {
+            return Err(cx.err(
+                v.span(),
+                &f("scene_threshold"),
+                format!("must be between 0 and 1, got {}", v.get_ref()),
+            ))
+        }
+    };
+    Ok(CameraConfig {
+        name,
+        source,
+        fps,
+        resolution: cx.parsed(&c.resolution, &f("resolution"))?,
+        pixel_format: cx.parsed(&c.pixel_format, &f("pixel_format"))?,
+        // 0 turns periodic captions off.
+        interval: (!interval.is_zero()).then_some(interval),
+        caption_on_change: c.caption_on_change.as_ref().is_some_and(|b| *b.get_ref()),
+        scene_threshold,
+        prompt: c.prompt.as_ref().map(|p| p.get_ref().clone()),
+    })
+}
+
+pub(super) fn homeassistant(
+    cx: &Ctx,
+    h: &RawHomeAssistant,
+) -> Result<HomeAssistantConfig, ConfigError> {
+    Ok(HomeAssistantConfig {
+        enabled: h.enabled.as_ref().is_some_and(|b| *b.get_ref()),
+        discovery_prefix: cx
+            .topic_part(&h.discovery_prefix, "homeassistant.discovery_prefix", true)?
+            .unwrap_or_else(|| "homeassistant".to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_checked() {
+        assert_eq!(super::unknown_placeholder("Q: {question} {camera}"), None);
+        assert_eq!(
+            super::unknown_placeholder("Q: {qestion}").as_deref(),
+            Some("qestion")
+        );
+        assert_eq!(
+            super::unknown_placeholder("Q: {oops").as_deref(),
+            Some("oops")
+        );
+    }
+}
