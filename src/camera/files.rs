@@ -1,6 +1,7 @@
 //! `file:` and `dir:` sources: images from disk, decoded to RGB.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use image::RgbImage;
@@ -15,12 +16,12 @@ fn read_image(path: &Path) -> Result<RgbImage, String> {
     decode_image(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// One image, decoded again only when its modification time changes.
+/// One image, decoded again only when its modification time changes; frames share it.
 #[derive(Debug)]
 pub struct FileSource {
     path: PathBuf,
     modified: Option<SystemTime>,
-    image: RgbImage,
+    image: Arc<RgbImage>,
 }
 
 impl FileSource {
@@ -29,14 +30,14 @@ impl FileSource {
         Ok(Self {
             path: path.to_path_buf(),
             modified,
-            image: read_image(path)?,
+            image: Arc::new(read_image(path)?),
         })
     }
 
-    pub fn grab(&mut self) -> Result<RgbImage, String> {
+    pub fn grab(&mut self) -> Result<Arc<RgbImage>, String> {
         let now = modified(&self.path)?;
         if now != self.modified {
-            self.image = read_image(&self.path)?;
+            self.image = Arc::new(read_image(&self.path)?);
             self.modified = now;
         }
         Ok(self.image.clone())

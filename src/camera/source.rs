@@ -1,5 +1,7 @@
 //! An opened camera source of any kind, behind one `grab`.
 
+use std::sync::Arc;
+
 use image::RgbImage;
 
 use super::files::{DirSource, FileSource};
@@ -39,14 +41,15 @@ impl Source {
         })
     }
 
-    pub fn grab(&mut self) -> Result<RgbImage, String> {
+    pub fn grab(&mut self) -> Result<Arc<RgbImage>, String> {
         match self {
-            Self::V4l2(s) => s.grab(),
+            Self::V4l2(s) => s.grab().map(Arc::new),
+            // A still image is shared by its frames rather than copied into each.
             Self::File(s) => s.grab(),
-            Self::Dir(s) => s.grab(),
+            Self::Dir(s) => s.grab().map(Arc::new),
             Self::Pattern { size, n } => {
                 *n += 1;
-                Ok(super::pattern::bars(size.width, size.height, *n))
+                Ok(Arc::new(super::pattern::bars(size.width, size.height, *n)))
             }
         }
     }

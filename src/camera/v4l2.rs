@@ -12,8 +12,8 @@ use image::RgbImage;
 
 use super::spec::{PixelFormat, Resolution};
 
-/// Asked for when a pixel format is configured without a resolution.
-const FALLBACK: Resolution = Resolution {
+/// Asked for when no resolution is configured: plenty for BLIP-2, which sees 224x224.
+const DEFAULT_SIZE: Resolution = Resolution {
     width: 640,
     height: 480,
 };
@@ -29,30 +29,46 @@ impl V4l2Source {
         pixel_format: Option<PixelFormat>,
         fps: f64,
     ) -> Result<Self, String> {
-        let requested = match (resolution, pixel_format) {
-            (None, None) => RequestedFormatType::HighestFrameRate(fps.ceil() as u32),
-            (r, f) => {
-                let r = r.unwrap_or(FALLBACK);
-                RequestedFormatType::Closest(CameraFormat::new(
-                    NResolution::new(r.width, r.height),
-                    frame_format(f.unwrap_or(PixelFormat::Mjpeg)),
-                    fps.ceil().max(1.0) as u32,
-                ))
-            }
+        let fps = fps.ceil().max(1.0) as u32;
+        let size = resolution.unwrap_or(DEFAULT_SIZE);
+        let closest = |f: PixelFormat| {
+            RequestedFormatType::Closest(CameraFormat::new(
+                NResolution::new(size.width, size.height),
+                frame_format(f),
+                fps,
+            ))
         };
-        let format = RequestedFormat::new::<RgbFormat>(requested);
-        let mut camera =
-            Camera::with_backend(CameraIndex::Index(index), format, ApiBackend::Video4Linux)
-                .map_err(|e| format!("/dev/video{index}: {e}"))?;
-        camera
-            .open_stream()
-            .map_err(|e| format!("/dev/video{index}: cannot start streaming: {e}"))?;
-        tracing::info!(
-            "/dev/video{index}: streaming {} at {} fps",
-            camera.camera_format(),
-            camera.frame_rate()
-        );
-        Ok(Self { camera })
+        // nokhwa's "closest" only looks among modes of the requested pixel format. A configured
+        // format is a requirement; otherwise prefer MJPEG (cheap on USB), then YUYV, then any.
+        let attempts: Vec<RequestedFormatType> = match pixel_format {
+            Some(f) => vec![closest(f)],
+            None => vec![
+                closest(PixelFormat::Mjpeg),
+                closest(PixelFormat::Yuyv),
+                RequestedFormatType::None,
+            ],
+        };
+        let mut first_error = None;
+        for requested in attempts {
+            let format = RequestedFormat::new::<RgbFormat>(requested);
+            match Camera::with_backend(CameraIndex::Index(index), format, ApiBackend::Video4Linux) {
+                Ok(mut camera) => {
+                    camera
+                        .open_stream()
+                        .map_err(|e| format!("/dev/video{index}: cannot start streaming: {e}"))?;
+                    tracing::info!(
+                        "/dev/video{index}: streaming {} at {} fps",
+                        camera.camera_format(),
+                        camera.frame_rate()
+                    );
+                    return Ok(Self { camera });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(format!("/dev/video{index}: {e}"));
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| format!("/dev/video{index}: no usable format")))
     }
 
     pub fn grab(&mut self) -> Result<RgbImage, String> {

@@ -95,7 +95,7 @@ pub fn capture(cfg: &CameraConfig, shared: &Arc<Shared>, stop: &Receiver<()>) {
                 attempts = 0;
                 backoff.reset();
                 shared.set(CameraState::Ok);
-                shared.mailbox.put(Arc::new(image), SystemTime::now());
+                shared.mailbox.put(image, SystemTime::now());
                 period.saturating_sub(started.elapsed())
             }
             Err(error) => {

@@ -81,9 +81,10 @@ pub struct CameraConfig {
     pub source: SourceSpec,
     /// Frames captured per second.
     pub fps: f64,
-    /// V4L2 capture size and the test pattern's size; `None`: the device's default.
+    /// V4L2 capture size (the closest the device offers) and the test pattern's size; `None`:
+    /// 640x480 for V4L2, 320x240 for the pattern.
     pub resolution: Option<Resolution>,
-    /// V4L2 only; `None`: whatever the device offers closest to the resolution and fps.
+    /// V4L2 only; `None`: MJPEG if the device offers it, else YUYV, else any.
     pub pixel_format: Option<PixelFormat>,
     /// How often the camera is captioned; `None`: never (frames still serve VQA requests).
     pub interval: Option<Duration>,
