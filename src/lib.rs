@@ -17,6 +17,8 @@
 //! - [`config`]: the daemon's TOML config, raw then validated.
 //! - [`daemon`]: `landfall run`: the working loop, the engine thread, the scheduler.
 //! - [`mqtt`]: the broker connection, delivery bookkeeping, offline queue, topics and payloads.
+//! - [`imaging`]: image input for BLIP-2: decode (JPEG/PNG/WebP, EXIF, limits) and the
+//!   transformers-exact resize/normalize into `pixel_values`.
 //! - [`hub`]: `landfall models pull`/`pin`: the pinned model manifest, verified resumable
 //!   downloads from the Hugging Face Hub.
 
@@ -28,6 +30,7 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod hub;
+pub mod imaging;
 pub mod json;
 pub mod logging;
 pub mod models;
