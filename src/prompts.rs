@@ -12,7 +12,6 @@ pub const DEFAULT_VQA: &str = "vqa";
 pub const DEFAULT_CHOICES: &str = "choices";
 
 const BUILTIN: &[(&str, &str)] = &[
-    ("caption", ""),
     ("caption_zh", "图片内容描述:"),
     ("vqa", "Question: {question} Answer:"),
     ("vqa_zh", "问题：{question} 回答："),
@@ -61,7 +60,7 @@ impl fmt::Display for TemplateError {
             ),
             Self::Placeholder { name, placeholder } => write!(
                 f,
-                "template {name:?}: unknown placeholder {{{placeholder}}} (use {{question}}, {{camera}}, {{choices}}; {{{{ and }}}} for literal braces)"
+                "unknown placeholder {{{placeholder}}} in template {name:?}; templates may use {{question}}, {{camera}} and {{choices}} ({{{{ and }}}} for literal braces)"
             ),
             Self::Unbalanced { name } => write!(
                 f,

@@ -151,8 +151,11 @@ fn ask_answers_free_text_and_from_choices() {
         "is there a cat?",
         "--choices",
         "yes,no",
+        "--template",
+        "vqa",
         "--json",
     ]));
+    assert_eq!(out["prompt"], "Question: is there a cat? Answer:");
     // transformers scored "no" above "yes" for this image and prompt (reference choice case).
     assert_eq!(out["text"], "no");
     let choices = out["choices"].as_array().unwrap();

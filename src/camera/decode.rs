@@ -1,11 +1,12 @@
-//! Encoded image bytes (JPEG, PNG, WebP) to RGB, for `file:`/`dir:` cameras and `image_b64`.
+//! Encoded image bytes (JPEG, PNG, WebP) to RGB, for `file:`/`dir:` cameras and `image_b64`:
+//! the same decoder as `landfall caption` (EXIF orientation applied, size limits checked before
+//! any pixel is allocated), with the error as one line.
 
 use image::RgbImage;
 
+use crate::imaging::{self, DecodeLimits};
+
 /// Decodes an image, or says why not in one line.
-// replaced by imaging::decode_image at merge
 pub fn decode_image(bytes: &[u8]) -> Result<RgbImage, String> {
-    image::load_from_memory(bytes)
-        .map(|img| img.to_rgb8())
-        .map_err(|e| format!("cannot decode the image: {e}"))
+    imaging::decode_image(bytes, &DecodeLimits::default()).map_err(|e| e.to_string())
 }

@@ -90,7 +90,8 @@ fn prepare(args: &Blip2Args) -> Result<Prepared, CliError> {
     // Decode first: a bad image is reported before seconds of model loading.
     let image = decode_image_file(&args.image, &DecodeLimits::default())
         .map_err(|e| CliError::usage(e.to_string()))?;
-    let processor = processor_config(&args.model)?;
+    let processor = ImageProcessorConfig::from_model_dir(&args.model)
+        .map_err(|e| CliError::usage(e.to_string()))?;
     let model = Blip2::load(
         &args.model,
         &Blip2LoadOptions {
@@ -115,32 +116,6 @@ fn prepare(args: &Blip2Args) -> Result<Prepared, CliError> {
         vision_ms,
         started,
     })
-}
-
-/// The image processor settings: `preprocessor_config.json` (older hub layout), or the
-/// `image_processor` object of `processor_config.json` (what transformers 5 writes).
-pub fn processor_config(dir: &Path) -> Result<ImageProcessorConfig, CliError> {
-    let legacy = dir.join("preprocessor_config.json");
-    if legacy.is_file() {
-        return ImageProcessorConfig::from_file(&legacy)
-            .map_err(|e| CliError::usage(e.to_string()));
-    }
-    let path = dir.join("processor_config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        CliError::usage(format!(
-            "{}: no preprocessor_config.json or processor_config.json ({e})",
-            dir.display()
-        ))
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
-    let Some(image) = json.get("image_processor") else {
-        return Err(CliError::usage(format!(
-            "{}: has no image_processor settings",
-            path.display()
-        )));
-    };
-    ImageProcessorConfig::from_json(image, &path).map_err(|e| CliError::usage(e.to_string()))
 }
 
 fn check_processor_fits(
@@ -219,6 +194,10 @@ pub fn ask(args: &AskArgs) -> Result<(), CliError> {
     let prompt = match (&args.template_text, &args.template) {
         (Some(text), _) => prompts::render("--template-text", text, &vars),
         (None, Some(name)) => Templates::default().render(name, &vars),
+        // Choices go in a template that lists them, unless the user chose another.
+        (None, None) if choices.is_some() => {
+            Templates::default().render(prompts::DEFAULT_CHOICES, &vars)
+        }
         (None, None) => Templates::default().render(prompts::DEFAULT_VQA, &vars),
     }
     .map_err(|e| CliError::usage(e.to_string()))?;

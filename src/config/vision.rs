@@ -13,17 +13,6 @@ use super::{CameraConfig, CaptionerConfig, ConfigError, HomeAssistantConfig};
 
 /// The BLIP-2 directory under `models.dir` when `[captioner] model` is not set.
 pub const DEFAULT_CAPTIONER: &str = "blip2-opt-2.7b";
-/// The placeholders a template may use.
-pub const PLACEHOLDERS: &[&str] = &["question", "camera", "choices"];
-/// Templates every config has; `[templates]` may replace them or add others.
-pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
-    ("vqa", "Question: {question} Answer:"),
-    (
-        "choices",
-        "Question: {question} Choose one of: {choices}. Answer:",
-    ),
-];
-
 const DEFAULT_FPS: f64 = 5.0;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_SCENE_THRESHOLD: f64 = 0.1;
@@ -54,46 +43,23 @@ pub(super) fn captioner(
     })
 }
 
-/// `{name}` placeholders of `text` that are not ones we fill in.
-fn unknown_placeholder(text: &str) -> Option<String> {
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            return Some(after.to_string());
-        };
-        let name = &after[..close];
-        if !PLACEHOLDERS.contains(&name) {
-            return Some(name.to_string());
-        }
-        rest = &after[close + 1..];
-    }
-    None
-}
-
 pub(super) fn templates(
     cx: &Ctx,
     raw: &BTreeMap<String, Spanned<String>>,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
-    let mut out: BTreeMap<String, String> = BUILTIN_TEMPLATES
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-        .collect();
+    let mut out = crate::prompts::Templates::default();
     for (name, text) in raw {
         let field = format!("templates.{name}");
         if text.get_ref().trim().is_empty() {
             return Err(cx.err(text.span(), &field, "must not be empty"));
         }
-        if let Some(bad) = unknown_placeholder(text.get_ref()) {
-            return Err(cx.err(
-                text.span(),
-                &field,
-                format!("unknown placeholder {{{bad}}}; templates may use {{question}}, {{camera}} and {{choices}}"),
-            ));
-        }
-        out.insert(name.clone(), text.get_ref().clone());
+        out.insert(name, text.get_ref())
+            .map_err(|e| cx.err(text.span(), &field, e.to_string()))?;
     }
-    Ok(out)
+    Ok(out
+        .names()
+        .map(|n| (n.to_string(), out.get(n).unwrap_or_default().to_string()))
+        .collect())
 }
 
 pub(super) fn cameras(
@@ -183,20 +149,4 @@ pub(super) fn homeassistant(
             .topic_part(&h.discovery_prefix, "homeassistant.discovery_prefix", true)?
             .unwrap_or_else(|| "homeassistant".to_string()),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn placeholders_are_checked() {
-        assert_eq!(super::unknown_placeholder("Q: {question} {camera}"), None);
-        assert_eq!(
-            super::unknown_placeholder("Q: {qestion}").as_deref(),
-            Some("qestion")
-        );
-        assert_eq!(
-            super::unknown_placeholder("Q: {oops").as_deref(),
-            Some("oops")
-        );
-    }
 }

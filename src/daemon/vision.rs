@@ -1,17 +1,22 @@
 //! The one place where caption and VQA jobs call the model (BLIP-2), on the engine thread.
 //!
 //! The daemon hands [`VisionModel::run`] a decoded RGB frame and the full prompt text and takes
-//! back the generated text. Until the BLIP-2 runtime is part of this build, [`VisionModel::load`]
-//! reports the captioner `missing` and every job is answered `model_unavailable` with the model
-//! directory and the command that installs it. Plugging the model in changes this file only.
+//! back the generated text, or, for a question with choices, the most likely choice and every
+//! choice's probability. A model directory that is absent leaves the captioner `missing` (jobs
+//! are answered `model_unavailable` with the command that installs it); one that fails to load
+//! is `failed` with the loader's error.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use candle_core::Device;
 use image::RgbImage;
 
 use super::engine::{ModelState, ModelStatus};
 use crate::config::CaptionerConfig;
+use crate::imaging::ImageProcessorConfig;
+use crate::models::blip2::{Blip2, Blip2LoadOptions, GenerationOptions};
+use crate::models::runtime::{device_name, FloatType};
 
 /// One caption or question.
 #[derive(Debug, Clone)]
@@ -20,11 +25,15 @@ pub struct VisionInput {
     /// The full prompt: empty for a plain caption, a filled-in template for VQA.
     pub prompt: String,
     pub max_new_tokens: usize,
+    /// VQA with choices: answer with the most likely one instead of free text.
+    pub choices: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VisionAnswer {
     pub text: String,
+    /// With choices: each choice and its probability, in the order asked.
+    pub scores: Option<Vec<(String, f32)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,9 +44,15 @@ pub enum VisionError {
     Failed(String),
 }
 
+struct Loaded {
+    model: Blip2,
+    processor: ImageProcessorConfig,
+    device: Device,
+}
+
 pub struct VisionModel {
-    /// Why jobs cannot run; `None` once a model is loaded.
-    unavailable: Option<String>,
+    /// The model, or why jobs cannot run.
+    loaded: Result<Loaded, String>,
 }
 
 /// The model's name in results and health: its directory's name.
@@ -48,51 +63,137 @@ pub fn model_name(dir: &Path) -> String {
     )
 }
 
-fn missing_reason(dir: &Path) -> String {
-    let config = dir.join("config.json");
-    if config.is_file() {
-        format!(
-            "{}: BLIP-2 inference is not part of this build of landfall yet; captions and VQA are answered model_unavailable",
-            dir.display()
-        )
+fn load(cfg: &CaptionerConfig) -> Result<(Loaded, String), String> {
+    let device = cfg.device.open()?;
+    let dtype = cfg.dtype.unwrap_or(if device.is_cuda() {
+        FloatType::F16
     } else {
-        format!(
-            "{} not found (the BLIP-2 model); run `landfall models pull` or set [captioner] model",
-            config.display()
-        )
+        FloatType::F32
+    });
+    let processor = ImageProcessorConfig::from_model_dir(&cfg.model).map_err(|e| e.to_string())?;
+    let opts = Blip2LoadOptions {
+        device: device.clone(),
+        dtype: dtype.dtype(),
+        quant: cfg.quant,
+    };
+    let model = Blip2::load(&cfg.model, &opts).map_err(|e| e.to_string())?;
+    let size = model.image_size();
+    if processor.image_size() != (size, size) {
+        return Err(format!(
+            "{}: the image processor resizes to {:?}, but the vision model takes {size}x{size}",
+            cfg.model.display(),
+            processor.image_size()
+        ));
     }
+    let name = device_name(&device);
+    Ok((
+        Loaded {
+            model,
+            processor,
+            device,
+        },
+        name,
+    ))
 }
 
 impl VisionModel {
     /// Loads the captioner (on the engine thread) and says how that went, for health.
     pub fn load(cfg: &CaptionerConfig) -> (Self, ModelStatus) {
-        let reason = missing_reason(&cfg.model);
-        tracing::warn!("captioner: {reason}");
-        let status = ModelStatus {
+        let mut status = ModelStatus {
             name: model_name(&cfg.model),
-            state: ModelState::Missing(reason.clone()),
+            state: ModelState::Loaded,
             quant: cfg.quant.to_string(),
             device: cfg.device.to_string(),
             adapter: String::new(),
             labels: Vec::new(),
         };
-        (
-            Self {
-                unavailable: Some(reason),
-            },
-            status,
-        )
+        let config = cfg.model.join("config.json");
+        if !config.is_file() {
+            let reason = format!(
+                "{} not found (the BLIP-2 model); run `landfall models pull` or set [captioner] model",
+                config.display()
+            );
+            tracing::warn!("captioner: {reason}");
+            status.state = ModelState::Missing(reason.clone());
+            return (
+                Self {
+                    loaded: Err(reason),
+                },
+                status,
+            );
+        }
+        match load(cfg) {
+            Ok((loaded, device)) => {
+                tracing::info!(
+                    "captioner: {} loaded on {device} ({})",
+                    cfg.model.display(),
+                    cfg.quant
+                );
+                status.device = device;
+                (Self { loaded: Ok(loaded) }, status)
+            }
+            Err(reason) => {
+                tracing::error!("captioner: {reason}");
+                status.state = ModelState::Failed(reason.clone());
+                (
+                    Self {
+                        loaded: Err(reason),
+                    },
+                    status,
+                )
+            }
+        }
     }
 
     /// Runs one job.
     pub fn run(&self, input: &VisionInput) -> Result<VisionAnswer, VisionError> {
-        if let Some(reason) = &self.unavailable {
-            return Err(VisionError::Unavailable(reason.clone()));
+        let loaded = self
+            .loaded
+            .as_ref()
+            .map_err(|reason| VisionError::Unavailable(reason.clone()))?;
+        let failed = |e: &dyn std::fmt::Display| VisionError::Failed(e.to_string());
+        let pixels = loaded
+            .processor
+            .to_tensor(&input.image, &loaded.device)
+            .map_err(|e| failed(&e))?;
+        let features = loaded
+            .model
+            .image_features(&pixels)
+            .map_err(|e| failed(&e))?;
+        if let Some(choices) = &input.choices {
+            let scores = loaded
+                .model
+                .score_choices(&features, &input.prompt, choices)
+                .map_err(|e| failed(&e))?;
+            let best = scores.iter().fold(&scores[0], |b, s| {
+                if s.probability > b.probability {
+                    s
+                } else {
+                    b
+                }
+            });
+            return Ok(VisionAnswer {
+                text: best.choice.clone(),
+                scores: Some(
+                    scores
+                        .iter()
+                        .map(|s| (s.choice.clone(), s.probability))
+                        .collect(),
+                ),
+            });
         }
-        Err(VisionError::Failed(format!(
-            "no BLIP-2 runtime for a {}x{} image",
-            input.image.width(),
-            input.image.height()
-        )))
+        let opts = GenerationOptions {
+            max_new_tokens: input.max_new_tokens,
+            ..Default::default()
+        };
+        let generation = loaded
+            .model
+            .generate(&features, &input.prompt, &opts)
+            .map_err(|e| failed(&e))?;
+        let text = loaded
+            .model
+            .decode(&generation.tokens)
+            .map_err(|e| failed(&e))?;
+        Ok(VisionAnswer { text, scores: None })
     }
 }

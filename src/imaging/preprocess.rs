@@ -68,6 +68,28 @@ impl ImageProcessorConfig {
         Self::from_file(&dir.join("preprocessor_config.json"))
     }
 
+    /// The image processor settings of a model directory: `preprocessor_config.json` (the hub's
+    /// older layout), or the `image_processor` object of the `processor_config.json` that
+    /// transformers 5 writes.
+    pub fn from_model_dir(dir: &Path) -> Result<Self, ImageError> {
+        let legacy = dir.join("preprocessor_config.json");
+        let path = dir.join("processor_config.json");
+        if legacy.is_file() || !path.is_file() {
+            return Self::from_file(&legacy);
+        }
+        let err = |detail: String| ImageError::Config {
+            path: path.clone(),
+            detail,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let json: Value =
+            serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let image = json
+            .get("image_processor")
+            .ok_or_else(|| err("has no \"image_processor\" settings".into()))?;
+        Self::from_json(image, &path)
+    }
+
     /// Reads a preprocessor config file.
     pub fn from_file(path: &Path) -> Result<Self, ImageError> {
         let err = |detail: String| ImageError::Config {

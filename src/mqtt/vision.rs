@@ -97,14 +97,6 @@ pub fn parse_vision_request(
     Ok(request)
 }
 
-/// Fills a VQA template's `{question}`, `{camera}` and `{choices}`.
-pub fn fill_template(template: &str, question: &str, camera: &str, choices: &[String]) -> String {
-    template
-        .replace("{question}", question)
-        .replace("{camera}", camera)
-        .replace("{choices}", &choices.join(", "))
-}
-
 /// `P/caption/result` and `P/vqa/result`.
 #[derive(Debug, Clone, Serialize)]
 pub struct VisionResult {
@@ -123,6 +115,9 @@ pub struct VisionResult {
     pub seq: Option<u64>,
     pub latency_ms: f64,
     pub model: String,
+    /// VQA with choices: every choice's probability, in the order asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<crate::json::LabelScores>,
 }
 
 /// `P/camera/<cam>/caption`, retained.
@@ -208,19 +203,6 @@ mod tests {
         assert_eq!(
             code(r#"{"id":"a","template":"vqa"}"#, Task::Caption),
             (json!("a"), ErrorCode::InvalidField)
-        );
-    }
-
-    #[test]
-    fn templates_are_filled() {
-        assert_eq!(
-            fill_template(
-                "{camera}: {question} ({choices})",
-                "who?",
-                "door",
-                &["a".into(), "b".into()]
-            ),
-            "door: who? (a, b)"
         );
     }
 }

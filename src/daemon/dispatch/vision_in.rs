@@ -27,7 +27,7 @@ use crate::daemon::vision::{model_name, VisionAnswer, VisionError, VisionInput};
 use crate::mqtt::homeassistant;
 use crate::mqtt::topics::{ErrorCode, ErrorReply, Task};
 use crate::mqtt::vision::{
-    fill_template, parse_vision_request, CameraCaption, CameraHealth, VisionRequest, VisionResult,
+    parse_vision_request, CameraCaption, CameraHealth, VisionRequest, VisionResult,
 };
 
 /// The scheduler key of every caption and VQA job (classifier keys start with `classify/`).
@@ -206,12 +206,12 @@ impl VisionState {
                     let known: Vec<&str> = self.templates.keys().map(String::as_str).collect();
                     format!("no template {name:?} here; this device has {known:?}")
                 })?;
-                Ok(fill_template(
-                    template,
-                    req.question.as_deref().unwrap_or_default(),
-                    camera.unwrap_or("image"),
-                    req.choices.as_deref().unwrap_or_default(),
-                ))
+                let vars = crate::prompts::PromptVars {
+                    question: req.question.as_deref(),
+                    camera: Some(camera.unwrap_or("image")),
+                    choices: req.choices.as_deref(),
+                };
+                crate::prompts::render(name, template, &vars).map_err(|e| e.to_string())
             }
             _ => Ok(camera
                 .and_then(|c| self.slots.iter().find(|s| s.camera.name() == c))
@@ -311,6 +311,7 @@ impl Dispatcher {
                 image: std::sync::Arc::new(RgbImage::new(0, 0)),
                 prompt,
                 max_new_tokens: self.vision.config.max_new_tokens,
+                choices: req.choices.clone(),
             },
             origin,
             camera,
@@ -457,6 +458,11 @@ impl Dispatcher {
                     self.metrics.record_latency(task.as_str(), latency_ms);
                     match outcome {
                         Ok(answer) => {
+                            let scores = answer.scores.map(|s| {
+                                let (labels, probs): (Vec<String>, Vec<f32>) =
+                                    s.into_iter().unzip();
+                                crate::json::LabelScores::new(&labels, &probs)
+                            });
                             let (caption, answer) = match task {
                                 Task::Vqa => (None, Some(answer.text)),
                                 _ => (Some(answer.text), None),
@@ -471,6 +477,7 @@ impl Dispatcher {
                                 seq: job.seq,
                                 latency_ms: round(latency_ms),
                                 model: self.vision.model.clone(),
+                                scores,
                             };
                             let payload = serde_json::to_string(&result).unwrap_or_default();
                             self.push(result_message(&reply, payload));
@@ -594,6 +601,7 @@ impl Dispatcher {
                     image: frame.image,
                     prompt,
                     max_new_tokens,
+                    choices: None,
                 },
                 origin: Origin::Periodic { ts: frame.ts },
                 camera: Some(slot.camera.name().to_string()),
@@ -679,6 +687,6 @@ mod tests {
             .contains("not valid base64"));
         assert!(decode_b64_image(&STANDARD.encode(b"not an image"))
             .unwrap_err()
-            .contains("cannot decode"));
+            .contains("not an image"));
     }
 }
