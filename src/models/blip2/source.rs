@@ -45,6 +45,16 @@ impl WeightSource {
         }
     }
 
+    fn check_shape(&self, name: &str, got: &[usize], want: &[usize]) -> Result<(), ModelError> {
+        if got == want {
+            return Ok(());
+        }
+        Err(self.error(
+            name,
+            format!("shape {got:?} does not fit this model, which expects {want:?}"),
+        ))
+    }
+
     /// A float tensor of `shape` in `dtype`.
     pub fn float(
         &self,
@@ -57,15 +67,7 @@ impl WeightSource {
             Self::Checkpoint(store) => store.get(name, shape, dtype, device),
             Self::Gguf(gguf) => {
                 let q = gguf.qtensor(name, device)?;
-                if q.shape().dims() != shape {
-                    return Err(self.error(
-                        name,
-                        format!(
-                            "shape {:?} does not fit this model, which expects {shape:?}",
-                            q.shape().dims()
-                        ),
-                    ));
-                }
+                self.check_shape(name, q.shape().dims(), shape)?;
                 q.dequantize(device)
                     .and_then(|t| t.to_dtype(dtype))
                     .map_err(|e| self.error(name, e.to_string()))
@@ -93,16 +95,7 @@ impl WeightSource {
             }
             Self::Gguf(gguf) => {
                 let q = gguf.qtensor(name, device)?;
-                if q.shape().dims() != [out_dim, in_dim] {
-                    return Err(self.error(
-                        name,
-                        format!(
-                            "shape {:?} does not fit this model, which expects {:?}",
-                            q.shape().dims(),
-                            [out_dim, in_dim]
-                        ),
-                    ));
-                }
+                self.check_shape(name, q.shape().dims(), &[out_dim, in_dim])?;
                 let stored_float =
                     matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
                 let layer = if stored_float {
