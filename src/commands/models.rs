@@ -1,11 +1,13 @@
 //! `landfall models pull` and `landfall models pin`: the default model set from the Hugging Face
 //! Hub (see [`crate::hub`]). Pull failures exit 1, a bad manifest or bad arguments exit 2.
 
-use crate::cli::{ModelsPinArgs, ModelsPullArgs};
+use crate::cli::{ModelsPinArgs, ModelsPullArgs, QuantizeArgs};
 use crate::commands::CliError;
 use crate::hub::download::{self, PullSummary};
 use crate::hub::manifest::Manifest;
 use crate::hub::{pin, Hub, HubError, Progress};
+use crate::models::blip2::gguf_path;
+use crate::models::runtime::Quant;
 
 impl From<HubError> for CliError {
     fn from(e: HubError) -> Self {
@@ -35,7 +37,28 @@ pub fn pull(args: &ModelsPullArgs) -> Result<(), CliError> {
         "{}",
         describe(&summary, &args.models_dir.display().to_string())
     );
+    // BLIP-2 models are quantized once, here, into the GGUF the daemon then loads: a device never
+    // has to hold the float checkpoint in memory.
+    for model in manifest.select(&args.only)? {
+        let dir = args.models_dir.join(&model.name);
+        if model.quant == Quant::None || !is_blip2(&dir) || gguf_path(&dir, model.quant).is_file() {
+            continue;
+        }
+        super::quantize::run(&QuantizeArgs {
+            model: dir,
+            quant: model.quant,
+            out: None,
+        })?;
+    }
     Ok(())
+}
+
+/// Whether `dir` holds a BLIP-2 checkpoint (its config.json says `"model_type": "blip-2"`).
+fn is_blip2(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["model_type"] == "blip-2")
 }
 
 /// Resolves revisions to commits and fills in sha256 and size of every file of the manifest.

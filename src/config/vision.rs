@@ -29,7 +29,10 @@ pub(super) fn captioner(
     let max_new_tokens = cx.count(&c.max_new_tokens, "captioner.max_new_tokens", 30, 512)?;
     Ok(CaptionerConfig {
         model: std::path::absolute(&joined).unwrap_or(joined),
-        quant: cx.parsed(&c.quant, "captioner.quant")?.unwrap_or_default(),
+        // q4k by default: blip2-opt-2.7b in f32 (~15.5 GB) does not fit a Jetson; q4k (~2 GB) does.
+        quant: cx
+            .parsed(&c.quant, "captioner.quant")?
+            .unwrap_or(crate::models::runtime::Quant::Q4K),
         device: cx
             .parsed(&c.device, "captioner.device")?
             .unwrap_or_default(),
