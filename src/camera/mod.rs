@@ -12,6 +12,10 @@ pub mod pattern;
 pub mod scene;
 pub mod source;
 pub mod spec;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
+#[cfg(not(feature = "v4l2"))]
+#[path = "v4l2_absent.rs"]
 pub mod v4l2;
 pub mod worker;
 

@@ -73,6 +73,12 @@ impl V4l2Source {
 
     pub fn grab(&mut self) -> Result<RgbImage, String> {
         let buffer = self.camera.frame().map_err(|e| e.to_string())?;
+        // MJPEG frames are JPEG images: the same decoder as every other image (nokhwa's own
+        // MJPEG path needs mozjpeg, which landfall does not build).
+        if buffer.source_frame_format() == FrameFormat::MJPEG {
+            return super::decode::decode_image(buffer.buffer())
+                .map_err(|e| format!("cannot decode the MJPEG frame: {e}"));
+        }
         buffer
             .decode_image::<RgbFormat>()
             .map_err(|e| format!("cannot decode the frame: {e}"))
