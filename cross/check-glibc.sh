@@ -16,7 +16,7 @@ too_new="$(echo "$versions" | while read -r v sym; do
     [ "$(printf '%s\n%s\n' "$v" "$MAX" | sort -V | tail -1)" = "$MAX" ] || echo "$sym@GLIBC_$v"
 done | sort -u)"
 if [ -n "$too_new" ]; then
-    echo "check-glibc: $BIN needs glibc newer than $MAX:" $too_new >&2
+    echo "check-glibc: $BIN needs glibc newer than $MAX: $(tr '\n' ' ' <<<"$too_new")" >&2
     exit 1
 fi
 echo "check-glibc: $BIN: newest GLIBC_ version needed is $newest (limit $MAX)"

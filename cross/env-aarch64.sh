@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are used by the sourcing script
 # Sourced by build-aarch64.sh and test-aarch64.sh: the toolchain for aarch64-unknown-linux-gnu
 # with glibc symbol versions held at 2.31 (JetPack 5, Ubuntu 20.04; JetPack 6 has 2.35).
 #

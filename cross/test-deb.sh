@@ -47,6 +47,7 @@ for f in /usr/bin/landfall /lib/systemd/system/landfall.service /usr/lib/sysuser
 done
 cmp "$root/lib/systemd/system/landfall.service" systemd/landfall.service || fail "the unit differs from systemd/landfall.service"
 ok "binary, unit, sysusers, tmpfiles, config, manifest and docs in place"
+# shellcheck disable=SC2016  # dpkg-query's own ${field} syntax
 in_root dpkg-query -W -f='${Conffiles}\n' landfall | grep -q '^ /etc/landfall/landfall.toml ' \
     || fail "/etc/landfall/landfall.toml is not a conffile"
 groups="$(in_root id -nG landfall)" || fail "no user landfall"
@@ -67,6 +68,7 @@ ok "the unit is installed, not enabled"
 echo '# a local edit' >>"$root/etc/landfall/landfall.toml"
 in_root dpkg -i /tmp/new.deb >"$work/upgrade.log" 2>&1 || { cat "$work/upgrade.log"; fail "upgrade to $NEW"; }
 new_version="$(dpkg-deb -f "$NEW" Version)"
+# shellcheck disable=SC2016
 [ "$(in_root dpkg-query -W -f='${Version}' landfall)" = "$new_version" ] || fail "not upgraded to $new_version"
 in_root dpkg -i /tmp/new.deb >"$work/reinstall.log" 2>&1 || { cat "$work/reinstall.log"; fail "reinstall of $NEW"; }
 grep -q '^# a local edit$' "$root/etc/landfall/landfall.toml" || fail "the upgrade lost the local config edit"
