@@ -9,8 +9,22 @@ use std::process::{Command, Output, Stdio};
 
 use common::{case, copy_dir};
 
+/// The binary this build made; under `LANDFALL_TEST_RUNNER` (an emulator such as
+/// `qemu-aarch64-static`, set by cross/test-aarch64.sh) through that runner.
+fn landfall_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_landfall");
+    match std::env::var_os("LANDFALL_TEST_RUNNER") {
+        Some(runner) if !runner.is_empty() => {
+            let mut cmd = Command::new(runner);
+            cmd.arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
 fn landfall(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_landfall"))
+    let mut child = landfall_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
