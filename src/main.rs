@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => commands::classify::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Bench(BenchCommand::Classify(args)) => commands::bench::run(args),
+        Command::Bench(BenchCommand::Caption(args)) => commands::bench_caption::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::CheckConfig(args) => commands::run::check_config(args),
         Command::Models(ModelsCommand::Pull(args)) => commands::models::pull(args),
