@@ -214,6 +214,33 @@ pub struct EvalArgs {
 pub enum BenchCommand {
     /// Texts/s of a classifier at fixed batch sizes and sequence length, and peak RSS.
     Classify(BenchClassifyArgs),
+    /// BLIP-2 at one image: load time, peak RSS, vision+Q-Former, prefill and decode speed,
+    /// against the machine's memory bandwidth.
+    Caption(BenchCaptionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCaptionArgs {
+    /// BLIP-2 model directory (config.json, tokenizer.json, safetensors or model-<quant>.gguf).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub runtime: ModelArgs,
+    /// The prompt after the image.
+    #[arg(long, default_value = "Question: what is in the picture? Answer:")]
+    pub prompt: String,
+    /// Tokens to generate; EOS is suppressed until then, so every run decodes this many.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=1024))]
+    pub new_tokens: u32,
+    /// Timed passes of vision+Q-Former, prefill and generation; the fastest of each is reported.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeats: u32,
+    /// Write the first-step logits here (f32 little-endian, vocab_size values).
+    #[arg(long, value_name = "FILE")]
+    pub logits_out: Option<PathBuf>,
+    /// MiB streamed to measure memory bandwidth (after peak RSS is taken; 0 skips it).
+    #[arg(long, default_value_t = 1024)]
+    pub bandwidth_mib: usize,
 }
 
 #[derive(Debug, Args)]

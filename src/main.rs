@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Ask(args) => commands::caption::ask(args),
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Bench(BenchCommand::Classify(args)) => commands::bench::run(args),
+        Command::Bench(BenchCommand::Caption(args)) => commands::bench_caption::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::CheckConfig(args) => commands::run::check_config(args),
         Command::Models(ModelsCommand::Pull(args)) => commands::models::pull(args),

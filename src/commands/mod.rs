@@ -2,6 +2,7 @@
 //! the contract: 1 runtime failure, 2 bad usage, config or input.
 
 pub mod bench;
+pub mod bench_caption;
 pub mod caption;
 pub mod classify;
 pub mod eval;

@@ -22,6 +22,11 @@ impl LayerNorm {
     }
 }
 
+/// Bytes a float tensor holds (weight accounting for the benchmark).
+pub fn tensor_bytes(t: &Tensor) -> usize {
+    t.elem_count() * t.dtype().size_in_bytes()
+}
+
 /// `[b, s, heads * d]` → `[b, heads, s, d]`.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, s, h) = x.dims3()?;

@@ -154,6 +154,20 @@ impl Blip2 {
         })
     }
 
+    /// Bytes of all weights held in memory (linear layers and embeddings).
+    pub fn weight_bytes(&self) -> usize {
+        self.vision.weight_bytes()
+            + self.qformer.weight_bytes()
+            + self.language_projection.weight_bytes()
+            + self.opt.weight_bytes()
+    }
+
+    /// Bytes of weights the decoder reads for each generated token (what bounds decoding speed
+    /// on a memory-bound device).
+    pub fn decoder_bytes_per_token(&self) -> usize {
+        self.opt.bytes_per_token()
+    }
+
     pub fn config(&self) -> &Blip2Config {
         &self.config
     }

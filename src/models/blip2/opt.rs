@@ -10,7 +10,7 @@ use crate::models::linear::BaseLinear;
 use crate::models::ModelError;
 
 use super::config::{Activation, OptConfig};
-use super::layers::{attention, merge_heads, split_heads, LayerNorm, Loader};
+use super::layers::{attention, merge_heads, split_heads, tensor_bytes, LayerNorm, Loader};
 
 /// transformers' `OPTLearnedPositionalEmbedding.offset`: positions 0 and 1 are never used.
 const POSITION_OFFSET: usize = 2;
@@ -136,6 +136,41 @@ impl Opt {
             config: config.clone(),
             act,
         })
+    }
+
+    /// Bytes of weights one decoding step reads: every layer's linear weights and the LM head
+    /// (of the embeddings, only one row per token).
+    pub fn bytes_per_token(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.q_proj.weight_bytes()
+                    + l.k_proj.weight_bytes()
+                    + l.v_proj.weight_bytes()
+                    + l.out_proj.weight_bytes()
+                    + l.fc1.weight_bytes()
+                    + l.fc2.weight_bytes()
+            })
+            .sum();
+        let projections = self.project_in.as_ref().map_or(0, BaseLinear::weight_bytes)
+            + self
+                .project_out
+                .as_ref()
+                .map_or(0, BaseLinear::weight_bytes);
+        layers + projections + self.lm_head.weight_bytes()
+    }
+
+    /// Bytes of all weights held: [`Self::bytes_per_token`] plus the embeddings (counted once
+    /// where a float LM head shares the token embeddings).
+    pub fn weight_bytes(&self) -> usize {
+        let shared = matches!(&self.lm_head, BaseLinear::Float { weight, .. } if weight.id() == self.embed_tokens.id());
+        let embeddings = if shared {
+            0
+        } else {
+            tensor_bytes(&self.embed_tokens)
+        };
+        self.bytes_per_token() + embeddings + tensor_bytes(&self.embed_positions)
     }
 
     pub fn dtype(&self) -> DType {

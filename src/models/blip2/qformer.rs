@@ -10,7 +10,7 @@ use crate::models::linear::BaseLinear;
 use crate::models::ModelError;
 
 use super::config::{Activation, QFormerConfig};
-use super::layers::{attention, merge_heads, split_heads, LayerNorm, Loader};
+use super::layers::{attention, merge_heads, split_heads, tensor_bytes, LayerNorm, Loader};
 
 /// Multi-head attention plus its `output` block: `LayerNorm(dense(attn) + input)`.
 struct QAttention {
@@ -125,6 +125,27 @@ impl QFormer {
 
     /// Image embeddings `[b, patches + 1, vision_hidden]` → query outputs `[b, queries, hidden]`
     /// in f32.
+    /// Bytes of the weights (linear layers and query tokens; norms are negligible).
+    pub fn weight_bytes(&self) -> usize {
+        let attn = |a: &QAttention| {
+            a.query.weight_bytes()
+                + a.key.weight_bytes()
+                + a.value.weight_bytes()
+                + a.dense.weight_bytes()
+        };
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                attn(&l.self_attention)
+                    + l.cross_attention.as_ref().map_or(0, attn)
+                    + l.intermediate.weight_bytes()
+                    + l.output.weight_bytes()
+            })
+            .sum();
+        layers + tensor_bytes(&self.query_tokens)
+    }
+
     pub fn forward(&self, image_embeds: &Tensor) -> Result<Tensor> {
         let b = image_embeds.dim(0)?;
         let image = image_embeds.to_dtype(DType::F32)?;

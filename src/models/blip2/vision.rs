@@ -8,7 +8,7 @@ use crate::models::linear::BaseLinear;
 use crate::models::ModelError;
 
 use super::config::{Activation, VisionConfig};
-use super::layers::{attention, LayerNorm, Loader, Mlp};
+use super::layers::{attention, tensor_bytes, LayerNorm, Loader, Mlp};
 
 struct VisionLayer {
     norm1: LayerNorm,
@@ -76,6 +76,24 @@ impl VisionModel {
             )?,
             config: config.clone(),
         })
+    }
+
+    /// Bytes of the weights (linear layers and embeddings; norms are negligible).
+    pub fn weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.qkv.weight_bytes()
+                    + l.projection.weight_bytes()
+                    + l.mlp.fc1.weight_bytes()
+                    + l.mlp.fc2.weight_bytes()
+            })
+            .sum();
+        layers
+            + tensor_bytes(&self.patch_weight)
+            + tensor_bytes(&self.class_embedding)
+            + tensor_bytes(&self.position_embedding)
     }
 
     /// `[b, 3, S, S]` pixel values → `[b, 1 + patches, hidden]`, post-layernorm (transformers'
