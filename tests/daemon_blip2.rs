@@ -56,6 +56,8 @@ async fn captions_and_answers_come_from_blip2() {
         r#"
 [captioner]
 model = "{model}"
+# f32 weights, as the in-process expectation below (the default is q4k).
+quant = "none"
 max_new_tokens = 12
 
 [[camera]]
