@@ -1,4 +1,4 @@
-//! `v4l2:` cameras in a build without the `v4l2` feature: the camera reports why it cannot open
+//! `v4l2:` cameras in a build without the `v4l2` feature (the default): the camera reports why it cannot open
 //! (and is retried like any failing source), the other sources work.
 
 use image::RgbImage;
@@ -15,7 +15,7 @@ impl V4l2Source {
         _fps: f64,
     ) -> Result<Self, String> {
         Err(format!(
-            "/dev/video{index}: this landfall was built without V4L2 support; rebuild it with the default `v4l2` feature"
+            "/dev/video{index}: this landfall was built without V4L2 support; rebuild it with `--features v4l2`"
         ))
     }
 
