@@ -1,15 +1,15 @@
 //! `landfall caption` and `landfall ask`: one image through BLIP-2, as text or one JSON object
 //! with the token ids and where the time went.
 
-use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::cli::{AskArgs, Blip2Args, CaptionArgs, GenerationArgs};
-use crate::imaging::{decode_image_file, DecodeLimits, ImageProcessorConfig};
+use crate::imaging::{decode_image_file, DecodeLimits};
 use crate::models::blip2::{
-    Blip2, Blip2LoadOptions, ChoiceScore, EarlyStopping, GenerationOptions, ImageFeatures, Sampling,
+    Blip2, Blip2LoadOptions, Captioner, ChoiceScore, EarlyStopping, GenerationOptions,
+    ImageFeatures, Sampling,
 };
 use crate::models::runtime::device_name;
 use crate::prompts::{self, PromptVars, Templates};
@@ -90,25 +90,21 @@ fn prepare(args: &Blip2Args) -> Result<Prepared, CliError> {
     // Decode first: a bad image is reported before seconds of model loading.
     let image = decode_image_file(&args.image, &DecodeLimits::default())
         .map_err(|e| CliError::usage(e.to_string()))?;
-    let processor = ImageProcessorConfig::from_model_dir(&args.model)
-        .map_err(|e| CliError::usage(e.to_string()))?;
-    let model = Blip2::load(
+    let captioner = Captioner::load(
         &args.model,
         &Blip2LoadOptions {
-            device: device.clone(),
+            device,
             dtype: dtype.dtype(),
             quant: args.runtime.quant,
         },
     )?;
-    check_processor_fits(&processor, &model, &args.model)?;
     let started = Instant::now();
-    let pixel_values = processor
-        .to_tensor(&image, &device)
-        .map_err(|e| CliError::runtime(e.to_string()))?;
+    let pixel_values = captioner.pixel_values(&image)?;
     let preprocess_ms = ms(started.elapsed());
     let t = Instant::now();
-    let features = model.image_features(&pixel_values)?;
+    let features = captioner.model.image_features(&pixel_values)?;
     let vision_ms = ms(t.elapsed());
+    let model = captioner.model;
     Ok(Prepared {
         model,
         features,
@@ -116,22 +112,6 @@ fn prepare(args: &Blip2Args) -> Result<Prepared, CliError> {
         vision_ms,
         started,
     })
-}
-
-fn check_processor_fits(
-    processor: &ImageProcessorConfig,
-    model: &Blip2,
-    dir: &Path,
-) -> Result<(), CliError> {
-    let size = model.image_size();
-    if processor.image_size() != (size, size) {
-        return Err(CliError::usage(format!(
-            "{}: the image processor resizes to {:?}, but the vision model takes {size}x{size}",
-            dir.display(),
-            processor.image_size()
-        )));
-    }
-    Ok(())
 }
 
 fn generate_and_print(args: &Blip2Args, prepared: Prepared, prompt: &str) -> Result<(), CliError> {
@@ -210,7 +190,8 @@ pub fn ask(args: &AskArgs) -> Result<(), CliError> {
         .model
         .score_choices(&prepared.features, &prompt, &choices)?;
     let scoring = t.elapsed();
-    let best = best_choice(&scores);
+    let best = ChoiceScore::best(&scores)
+        .ok_or_else(|| CliError::runtime("the model scored no choices"))?;
     if !args.blip2.json {
         println!("{}", best.choice);
         return Ok(());
@@ -264,14 +245,4 @@ fn clean_choices(raw: &[String]) -> Result<Vec<String>, CliError> {
         return Err(CliError::usage("--choices needs at least two choices"));
     }
     Ok(out)
-}
-
-pub fn best_choice(scores: &[ChoiceScore]) -> &ChoiceScore {
-    scores.iter().fold(&scores[0], |best, s| {
-        if s.probability > best.probability {
-            s
-        } else {
-            best
-        }
-    })
 }

@@ -70,11 +70,9 @@ impl From<std::io::Error> for CliError {
 /// Device, dtype and quantization from the common model flags.
 pub fn runtime_options(args: &ModelArgs) -> Result<(candle_core::Device, FloatType), CliError> {
     let device = args.device.open().map_err(CliError::usage)?;
-    let dtype = args.dtype.unwrap_or(if device.is_cuda() {
-        FloatType::F16
-    } else {
-        FloatType::F32
-    });
+    let dtype = args
+        .dtype
+        .unwrap_or_else(|| FloatType::default_for(&device));
     Ok((device, dtype))
 }
 

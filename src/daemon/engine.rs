@@ -209,11 +209,7 @@ fn missing_files(cfg: &ClassifierConfig) -> Option<String> {
 
 fn load_one(cfg: &ClassifierConfig, cache: &mut BaseCache) -> Result<(Classifier, String), String> {
     let device = cfg.device.open()?;
-    let dtype = cfg.dtype.unwrap_or(if device.is_cuda() {
-        FloatType::F16
-    } else {
-        FloatType::F32
-    });
+    let dtype = cfg.dtype.unwrap_or_else(|| FloatType::default_for(&device));
     let opts = ClassifierOptions {
         device: device.clone(),
         dtype: dtype.dtype(),

@@ -9,13 +9,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::Device;
 use image::RgbImage;
 
 use super::engine::{ModelState, ModelStatus};
 use crate::config::CaptionerConfig;
-use crate::imaging::ImageProcessorConfig;
-use crate::models::blip2::{Blip2, Blip2LoadOptions, GenerationOptions};
+use crate::models::blip2::{Blip2LoadOptions, Captioner, ChoiceScore, GenerationOptions};
 use crate::models::runtime::{device_name, FloatType};
 
 /// One caption or question.
@@ -44,15 +42,9 @@ pub enum VisionError {
     Failed(String),
 }
 
-struct Loaded {
-    model: Blip2,
-    processor: ImageProcessorConfig,
-    device: Device,
-}
-
 pub struct VisionModel {
     /// The model, or why jobs cannot run.
-    loaded: Result<Loaded, String>,
+    loaded: Result<Captioner, String>,
 }
 
 /// The model's name in results and health: its directory's name.
@@ -63,37 +55,16 @@ pub fn model_name(dir: &Path) -> String {
     )
 }
 
-fn load(cfg: &CaptionerConfig) -> Result<(Loaded, String), String> {
+fn load(cfg: &CaptionerConfig) -> Result<(Captioner, String), String> {
     let device = cfg.device.open()?;
-    let dtype = cfg.dtype.unwrap_or(if device.is_cuda() {
-        FloatType::F16
-    } else {
-        FloatType::F32
-    });
-    let processor = ImageProcessorConfig::from_model_dir(&cfg.model).map_err(|e| e.to_string())?;
+    let dtype = cfg.dtype.unwrap_or_else(|| FloatType::default_for(&device));
     let opts = Blip2LoadOptions {
         device: device.clone(),
         dtype: dtype.dtype(),
         quant: cfg.quant,
     };
-    let model = Blip2::load(&cfg.model, &opts).map_err(|e| e.to_string())?;
-    let size = model.image_size();
-    if processor.image_size() != (size, size) {
-        return Err(format!(
-            "{}: the image processor resizes to {:?}, but the vision model takes {size}x{size}",
-            cfg.model.display(),
-            processor.image_size()
-        ));
-    }
-    let name = device_name(&device);
-    Ok((
-        Loaded {
-            model,
-            processor,
-            device,
-        },
-        name,
-    ))
+    let captioner = Captioner::load(&cfg.model, &opts).map_err(|e| e.to_string())?;
+    Ok((captioner, device_name(&device)))
 }
 
 impl VisionModel {
@@ -152,26 +123,14 @@ impl VisionModel {
             .as_ref()
             .map_err(|reason| VisionError::Unavailable(reason.clone()))?;
         let failed = |e: &dyn std::fmt::Display| VisionError::Failed(e.to_string());
-        let pixels = loaded
-            .processor
-            .to_tensor(&input.image, &loaded.device)
-            .map_err(|e| failed(&e))?;
-        let features = loaded
-            .model
-            .image_features(&pixels)
-            .map_err(|e| failed(&e))?;
+        let features = loaded.features(&input.image).map_err(|e| failed(&e))?;
         if let Some(choices) = &input.choices {
             let scores = loaded
                 .model
                 .score_choices(&features, &input.prompt, choices)
                 .map_err(|e| failed(&e))?;
-            let best = scores.iter().fold(&scores[0], |b, s| {
-                if s.probability > b.probability {
-                    s
-                } else {
-                    b
-                }
-            });
+            let best =
+                ChoiceScore::best(&scores).ok_or_else(|| failed(&"the model scored no choices"))?;
             return Ok(VisionAnswer {
                 text: best.choice.clone(),
                 scores: Some(

@@ -6,6 +6,7 @@
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 
+use super::layers::tensor_bytes;
 use super::runtime::Quant;
 
 /// `y = x W^T + b` with `W` of shape `[out, in]`, as `torch.nn.Linear` stores it.
@@ -59,10 +60,7 @@ impl BaseLinear {
     pub fn weight_bytes(&self) -> usize {
         match self {
             Self::Float { weight, bias } => {
-                let b = bias
-                    .as_ref()
-                    .map_or(0, |b| b.elem_count() * b.dtype().size_in_bytes());
-                weight.elem_count() * weight.dtype().size_in_bytes() + b
+                tensor_bytes(weight) + bias.as_ref().map_or(0, tensor_bytes)
             }
             Self::Quantized {
                 weight,

@@ -6,6 +6,7 @@ pub mod bert;
 pub mod blip2;
 mod error;
 pub mod gguf;
+pub mod layers;
 pub mod linear;
 pub mod lora;
 pub mod runtime;

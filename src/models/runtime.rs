@@ -99,6 +99,15 @@ impl FromStr for FloatType {
 }
 
 impl FloatType {
+    /// The dtype when none is asked for: f16 on CUDA, f32 on the CPU.
+    pub fn default_for(device: &Device) -> Self {
+        if device.is_cuda() {
+            Self::F16
+        } else {
+            Self::F32
+        }
+    }
+
     pub fn dtype(self) -> DType {
         match self {
             Self::F32 => DType::F32,

@@ -121,16 +121,7 @@ impl WeightStore {
         device: &Device,
     ) -> Result<Tensor, ModelError> {
         let tensor = self.get_any_shape(name, dtype, device)?;
-        if tensor.dims() != shape {
-            return Err(self.tensor_error(
-                name,
-                format!(
-                    "shape {:?} does not fit this model, which expects {:?}",
-                    tensor.dims(),
-                    shape
-                ),
-            ));
-        }
+        check_shape(&self.origin, name, tensor.dims(), shape)?;
         Ok(tensor)
     }
 
@@ -172,6 +163,23 @@ impl WeightStore {
             reason,
         }
     }
+}
+
+/// A checkpoint tensor whose shape is not the one the model expects is an error naming both.
+pub(crate) fn check_shape(
+    origin: &Path,
+    name: &str,
+    got: &[usize],
+    want: &[usize],
+) -> Result<(), ModelError> {
+    if got == want {
+        return Ok(());
+    }
+    Err(ModelError::Tensor {
+        path: origin.to_path_buf(),
+        name: name.to_string(),
+        reason: format!("shape {got:?} does not fit this model, which expects {want:?}"),
+    })
 }
 
 /// The distinct shard files named by a `model.safetensors.index.json`.

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::models::layers::Activation;
 use crate::models::ModelError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,17 +51,6 @@ fn default_pos_type() -> String {
     "absolute".into()
 }
 
-/// The activations BERT checkpoints use, by their `hidden_act` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// `gelu`: the exact, erf-based GELU.
-    GeluErf,
-    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
-    GeluTanh,
-    Relu,
-    Silu,
-}
-
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
@@ -101,18 +91,10 @@ impl BertConfig {
     }
 
     pub fn activation(&self, path: &Path) -> Result<Activation, ModelError> {
-        match self.hidden_act.as_str() {
-            "gelu" => Ok(Activation::GeluErf),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
-            "relu" => Ok(Activation::Relu),
-            "silu" | "swish" => Ok(Activation::Silu),
-            other => Err(ModelError::Config {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)"
-                ),
-            }),
-        }
+        Activation::parse(&self.hidden_act).map_err(|reason| ModelError::Config {
+            path: path.to_path_buf(),
+            reason: format!("hidden_act: {reason}"),
+        })
     }
 
     pub fn head_dim(&self) -> usize {

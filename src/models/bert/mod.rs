@@ -5,6 +5,7 @@ mod config;
 mod model;
 mod tokenizer;
 
-pub use config::{Activation, BertConfig};
+pub use crate::models::layers::Activation;
+pub use config::BertConfig;
 pub use model::{BertBase, BertLoadOptions, LayerSite, LinearDeltas};
 pub use tokenizer::{BertTokenizer, EncodedBatch};

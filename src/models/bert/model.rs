@@ -9,7 +9,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
 
-use super::config::{Activation, BertConfig};
+use super::config::BertConfig;
+use crate::models::layers::{tensor_bytes, Activation, LayerNorm};
 use crate::models::linear::BaseLinear;
 use crate::models::runtime::Quant;
 use crate::models::weights::WeightStore;
@@ -106,19 +107,6 @@ impl Default for BertLoadOptions {
 /// base. Receives the full module name (`bert.encoder.layer.0.attention.self.query`) and the
 /// float weight; returns the weight to use.
 pub type WeightHook<'a> = &'a dyn Fn(&str, Tensor) -> Result<Tensor, ModelError>;
-
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // candle's fused kernel accumulates in f32 whatever the input dtype.
-        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
-    }
-}
 
 struct Embeddings {
     word: Tensor,
@@ -317,8 +305,8 @@ impl BertBase {
 
     /// Bytes held by the weights (embeddings, norms, linear layers).
     pub fn weight_bytes(&self) -> usize {
-        let t = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
-        let n = |n: &LayerNorm| t(&n.weight) + t(&n.bias);
+        let t = tensor_bytes;
+        let n = LayerNorm::bytes;
         let e = &self.embeddings;
         let mut total = t(&e.word) + t(&e.position) + t(&e.token_type) + n(&e.norm);
         for layer in &self.layers {
@@ -410,12 +398,7 @@ impl BertBase {
         let attn = self.linear(i, layer, LayerSite::AttentionOutput, &context, deltas)?;
         let x = layer.attention_norm.forward(&(attn + x)?)?;
         let inter = self.linear(i, layer, LayerSite::Intermediate, &x, deltas)?;
-        let inter = match self.activation {
-            Activation::GeluErf => inter.gelu_erf()?,
-            Activation::GeluTanh => inter.gelu()?,
-            Activation::Relu => inter.relu()?,
-            Activation::Silu => inter.silu()?,
-        };
+        let inter = self.activation.apply(&inter)?;
         let out = self.linear(i, layer, LayerSite::Output, &inter, deltas)?;
         layer.output_norm.forward(&(out + x)?)
     }

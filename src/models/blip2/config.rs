@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::models::layers::Activation;
 use crate::models::ModelError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,35 +231,6 @@ impl Blip2Config {
             Activation::parse(act).map_err(|e| bad(format!("{field}: {e}")))?;
         }
         Ok(())
-    }
-}
-
-/// The activations these configs use, by their Hugging Face names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    GeluErf,
-    GeluTanh,
-    Relu,
-}
-
-impl Activation {
-    pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "gelu" => Ok(Self::GeluErf),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
-            "relu" => Ok(Self::Relu),
-            other => Err(format!(
-                "activation {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
-            )),
-        }
-    }
-
-    pub fn apply(self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-        match self {
-            Self::GeluErf => x.gelu_erf(),
-            Self::GeluTanh => x.gelu(),
-            Self::Relu => x.relu(),
-        }
     }
 }
 

@@ -3,29 +3,12 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
+pub use crate::models::layers::{tensor_bytes, LayerNorm};
 use crate::models::linear::BaseLinear;
 use crate::models::runtime::Quant;
 use crate::models::ModelError;
 
 use super::source::WeightSource;
-
-pub struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // candle's fused kernel accumulates in f32 whatever the input dtype.
-        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
-    }
-}
-
-/// Bytes a float tensor holds (weight accounting for the benchmark).
-pub fn tensor_bytes(t: &Tensor) -> usize {
-    t.elem_count() * t.dtype().size_in_bytes()
-}
 
 /// `[b, s, heads * d]` → `[b, heads, s, d]`.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
@@ -141,7 +124,7 @@ impl Loader<'_> {
 pub struct Mlp {
     pub fc1: BaseLinear,
     pub fc2: BaseLinear,
-    pub act: super::config::Activation,
+    pub act: crate::models::layers::Activation,
 }
 
 impl Mlp {

@@ -6,6 +6,7 @@ mod config;
 pub mod generate;
 mod layers;
 mod opt;
+mod pipeline;
 mod qformer;
 pub mod quantize;
 mod source;
@@ -24,6 +25,7 @@ use crate::models::ModelError;
 
 pub use config::Blip2Config;
 pub use generate::{EarlyStopping, GenerationOptions, Sampling};
+pub use pipeline::Captioner;
 pub use source::gguf_path;
 
 use layers::{last_position, log_softmax, Loader};
@@ -80,6 +82,19 @@ pub struct ChoiceScore {
     pub log_likelihood: f32,
     /// Softmax of the log-likelihoods over the choices given.
     pub probability: f32,
+}
+
+impl ChoiceScore {
+    /// The most likely choice (the first of equals), or `None` for no choices.
+    pub fn best(scores: &[ChoiceScore]) -> Option<&ChoiceScore> {
+        scores.iter().reduce(|best, s| {
+            if s.probability > best.probability {
+                s
+            } else {
+                best
+            }
+        })
+    }
 }
 
 pub struct Blip2 {
@@ -212,12 +227,17 @@ impl Blip2 {
     /// The prompt's ids as transformers' processor builds them: `num_query_tokens` image tokens
     /// (checkpoints with `image_token_index`), BOS, then the prompt's tokens.
     pub fn input_ids(&self, prompt: &str) -> Result<Vec<u32>, ModelError> {
+        Ok(self.with_image_tokens(&self.text_ids(prompt)?))
+    }
+
+    /// `text_ids` (BOS + prompt) after the image tokens, if the checkpoint has them.
+    fn with_image_tokens(&self, text_ids: &[u32]) -> Vec<u32> {
         let mut ids = match self.config.image_token_index {
             Some(image) => vec![image; self.config.num_query_tokens],
             None => Vec::new(),
         };
-        ids.extend(self.tokenizer.encode_prompt(prompt)?);
-        Ok(ids)
+        ids.extend_from_slice(text_ids);
+        ids
     }
 
     /// Runs the image queries and the prompt through OPT; returns the cache and the logits of the
@@ -272,7 +292,7 @@ impl Blip2 {
     ) -> Result<Generation, ModelError> {
         opts.validate().map_err(ModelError::Usage)?;
         let text_ids = self.text_ids(prompt)?;
-        let context = self.input_ids(prompt)?;
+        let context = self.with_image_tokens(&text_ids);
         let room = self
             .config
             .text_config

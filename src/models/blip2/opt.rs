@@ -9,8 +9,9 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use crate::models::linear::BaseLinear;
 use crate::models::ModelError;
 
-use super::config::{Activation, OptConfig};
+use super::config::OptConfig;
 use super::layers::{attention, merge_heads, split_heads, tensor_bytes, LayerNorm, Loader};
+use crate::models::layers::Activation;
 
 /// transformers' `OPTLearnedPositionalEmbedding.offset`: positions 0 and 1 are never used.
 const POSITION_OFFSET: usize = 2;

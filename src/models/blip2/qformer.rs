@@ -9,8 +9,9 @@ use candle_core::{DType, Module, Result, Tensor};
 use crate::models::linear::BaseLinear;
 use crate::models::ModelError;
 
-use super::config::{Activation, QFormerConfig};
+use super::config::QFormerConfig;
 use super::layers::{attention, merge_heads, split_heads, tensor_bytes, LayerNorm, Loader};
+use crate::models::layers::Activation;
 
 /// Multi-head attention plus its `output` block: `LayerNorm(dense(attn) + input)`.
 struct QAttention {

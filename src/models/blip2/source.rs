@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::models::gguf::GgufStore;
 use crate::models::linear::BaseLinear;
 use crate::models::runtime::Quant;
-use crate::models::weights::WeightStore;
+use crate::models::weights::{check_shape, WeightStore};
 use crate::models::ModelError;
 
 pub enum WeightSource {
@@ -46,13 +46,7 @@ impl WeightSource {
     }
 
     fn check_shape(&self, name: &str, got: &[usize], want: &[usize]) -> Result<(), ModelError> {
-        if got == want {
-            return Ok(());
-        }
-        Err(self.error(
-            name,
-            format!("shape {got:?} does not fit this model, which expects {want:?}"),
-        ))
+        check_shape(self.origin(), name, got, want)
     }
 
     /// A float tensor of `shape` in `dtype`.

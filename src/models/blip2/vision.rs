@@ -7,8 +7,9 @@ use candle_core::{Module, Result, Tensor};
 use crate::models::linear::BaseLinear;
 use crate::models::ModelError;
 
-use super::config::{Activation, VisionConfig};
+use super::config::VisionConfig;
 use super::layers::{attention, tensor_bytes, LayerNorm, Loader, Mlp};
+use crate::models::layers::Activation;
 
 struct VisionLayer {
     norm1: LayerNorm,
