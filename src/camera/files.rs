@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use image::RgbImage;
 
 use super::decode::decode_image;
+use super::error::CaptureError;
 
 /// Extensions a `dir:` camera picks up (case-insensitive).
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
@@ -25,7 +26,7 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let modified = modified(path)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -34,7 +35,7 @@ impl FileSource {
         })
     }
 
-    pub fn grab(&mut self) -> Result<Arc<RgbImage>, String> {
+    pub fn grab(&mut self) -> Result<Arc<RgbImage>, CaptureError> {
         let now = modified(&self.path)?;
         if now != self.modified {
             self.image = Arc::new(read_image(&self.path)?);
@@ -62,7 +63,7 @@ pub struct DirSource {
 }
 
 impl DirSource {
-    pub fn open(dir: &Path) -> Result<Self, String> {
+    pub fn open(dir: &Path) -> Result<Self, CaptureError> {
         let files = list(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -73,7 +74,7 @@ impl DirSource {
 
     /// The next image; one that cannot be read is skipped (and named in the log), so a single
     /// bad file does not stall the camera. Fails only when a whole lap yields nothing.
-    pub fn grab(&mut self) -> Result<RgbImage, String> {
+    pub fn grab(&mut self) -> Result<RgbImage, CaptureError> {
         let mut last_error = None;
         for _ in 0..=self.files.len() {
             if self.next >= self.files.len() {
@@ -90,7 +91,9 @@ impl DirSource {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| format!("{}: no readable images", self.dir.display())))
+        Err(CaptureError(last_error.unwrap_or_else(|| {
+            format!("{}: no readable images", self.dir.display())
+        })))
     }
 }
 
@@ -145,7 +148,10 @@ mod tests {
     #[test]
     fn missing_or_empty_folders_and_files_are_errors() {
         let d = tempfile::tempdir().unwrap();
-        assert!(DirSource::open(d.path()).unwrap_err().contains("no images"));
+        assert!(DirSource::open(d.path())
+            .unwrap_err()
+            .0
+            .contains("no images"));
         assert!(DirSource::open(&d.path().join("gone")).is_err());
         assert!(FileSource::open(&d.path().join("gone.png")).is_err());
     }

@@ -6,6 +6,7 @@
 //! `pattern:bars` ([`pattern`]). [`scene`] decides whether a frame changed enough to caption.
 
 pub mod decode;
+pub mod error;
 pub mod files;
 pub mod frame;
 pub mod pattern;
@@ -23,8 +24,8 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::config::CameraConfig;
 pub use frame::Frame;
+pub use spec::CameraConfig;
 pub use worker::{CameraState, Shared};
 
 /// A running camera.

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
+use super::error::CaptureError;
 use super::files::{DirSource, FileSource};
+use super::spec::CameraConfig;
 use super::spec::{Resolution, SourceSpec};
 use super::v4l2::V4l2Source;
-use crate::config::CameraConfig;
 
 /// The test pattern's size when no resolution is configured.
 const PATTERN_SIZE: Resolution = Resolution {
@@ -24,7 +25,7 @@ pub enum Source {
 
 impl Source {
     /// Opens the configured source; the error is one line for health and the log.
-    pub fn open(cfg: &CameraConfig) -> Result<Self, String> {
+    pub fn open(cfg: &CameraConfig) -> Result<Self, CaptureError> {
         Ok(match &cfg.source {
             SourceSpec::V4l2 { index, .. } => Self::V4l2(V4l2Source::open(
                 *index,
@@ -41,7 +42,7 @@ impl Source {
         })
     }
 
-    pub fn grab(&mut self) -> Result<Arc<RgbImage>, String> {
+    pub fn grab(&mut self) -> Result<Arc<RgbImage>, CaptureError> {
         match self {
             Self::V4l2(s) => s.grab().map(Arc::new),
             // A still image is shared by its frames rather than copied into each.

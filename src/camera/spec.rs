@@ -6,6 +6,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::util::InvalidValue;
+use std::time::Duration;
+
 /// The generated test patterns `pattern:` accepts.
 pub const PATTERNS: &[&str] = &["bars"];
 
@@ -22,14 +25,14 @@ pub enum SourceSpec {
 }
 
 impl FromStr for SourceSpec {
-    type Err = String;
+    type Err = InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         let (kind, rest) = s.split_once(':').ok_or_else(|| {
             format!("{s:?}: expected \"v4l2:/dev/videoN\", \"file:PATH\", \"dir:PATH\" or \"pattern:bars\"")
         })?;
         if rest.is_empty() {
-            return Err(format!("{s:?}: nothing after \"{kind}:\""));
+            return Err(InvalidValue(format!("{s:?}: nothing after \"{kind}:\"")));
         }
         match kind {
             "v4l2" => {
@@ -47,12 +50,12 @@ impl FromStr for SourceSpec {
             "file" => Ok(Self::File(PathBuf::from(rest))),
             "dir" => Ok(Self::Dir(PathBuf::from(rest))),
             "pattern" if PATTERNS.contains(&rest) => Ok(Self::Pattern(rest.to_string())),
-            "pattern" => Err(format!(
+            "pattern" => Err(InvalidValue(format!(
                 "{s:?}: unknown test pattern; this build has {PATTERNS:?}"
-            )),
-            other => Err(format!(
+            ))),
+            other => Err(InvalidValue(format!(
                 "{s:?}: unknown source kind {other:?}; expected v4l2, file, dir or pattern"
-            )),
+            ))),
         }
     }
 }
@@ -75,9 +78,9 @@ pub struct Resolution {
 }
 
 impl FromStr for Resolution {
-    type Err = String;
+    type Err = InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         let parsed = s.split_once(['x', 'X']).and_then(|(w, h)| {
             let w = w.trim().parse::<u32>().ok()?;
             let h = h.trim().parse::<u32>().ok()?;
@@ -87,7 +90,9 @@ impl FromStr for Resolution {
             })
         });
         parsed.ok_or_else(|| {
-            format!("{s:?}: expected WIDTHxHEIGHT like \"1280x720\" (each 1 to 16384)")
+            InvalidValue(format!(
+                "{s:?}: expected WIDTHxHEIGHT like \"1280x720\" (each 1 to 16384)"
+            ))
         })
     }
 }
@@ -109,18 +114,18 @@ pub enum PixelFormat {
 }
 
 impl FromStr for PixelFormat {
-    type Err = String;
+    type Err = InvalidValue;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s.to_ascii_lowercase().as_str() {
             "mjpeg" | "mjpg" => Ok(Self::Mjpeg),
             "yuyv" => Ok(Self::Yuyv),
             "nv12" => Ok(Self::Nv12),
             "gray" | "grey" => Ok(Self::Gray),
             "rgb" | "rgb24" => Ok(Self::Rgb),
-            _ => Err(format!(
+            _ => Err(InvalidValue(format!(
                 "{s:?}: expected \"mjpeg\", \"yuyv\", \"nv12\", \"gray\" or \"rgb\""
-            )),
+            ))),
         }
     }
 }
@@ -135,6 +140,28 @@ impl fmt::Display for PixelFormat {
             Self::Rgb => "rgb",
         })
     }
+}
+
+#[derive(Debug, Clone)]
+/// One `[[camera]]` of the config, validated.
+pub struct CameraConfig {
+    pub name: String,
+    pub source: SourceSpec,
+    /// Frames captured per second.
+    pub fps: f64,
+    /// V4L2 capture size (the closest the device offers) and the test pattern's size; `None`:
+    /// 640x480 for V4L2, 320x240 for the pattern.
+    pub resolution: Option<Resolution>,
+    /// V4L2 only; `None`: MJPEG if the device offers it, else YUYV, else any.
+    pub pixel_format: Option<PixelFormat>,
+    /// How often the camera is captioned; `None`: never (frames still serve VQA requests).
+    pub interval: Option<Duration>,
+    /// Caption only when the picture changed by at least `scene_threshold` since the last caption.
+    pub caption_on_change: bool,
+    /// Mean absolute difference of downscaled grey frames, 0 to 1.
+    pub scene_threshold: f64,
+    /// This camera's caption prompt; `None`: the captioner's.
+    pub prompt: Option<String>,
 }
 
 #[cfg(test)]

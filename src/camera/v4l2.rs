@@ -10,6 +10,7 @@ use nokhwa::Camera;
 
 use image::RgbImage;
 
+use super::error::CaptureError;
 use super::spec::{PixelFormat, Resolution};
 
 /// Asked for when no resolution is configured: plenty for BLIP-2, which sees 224x224.
@@ -28,7 +29,7 @@ impl V4l2Source {
         resolution: Option<Resolution>,
         pixel_format: Option<PixelFormat>,
         fps: f64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CaptureError> {
         let fps = fps.ceil().max(1.0) as u32;
         let size = resolution.unwrap_or(DEFAULT_SIZE);
         let closest = |f: PixelFormat| {
@@ -68,20 +69,22 @@ impl V4l2Source {
                 }
             }
         }
-        Err(first_error.unwrap_or_else(|| format!("/dev/video{index}: no usable format")))
+        Err(CaptureError(first_error.unwrap_or_else(|| {
+            format!("/dev/video{index}: no usable format")
+        })))
     }
 
-    pub fn grab(&mut self) -> Result<RgbImage, String> {
+    pub fn grab(&mut self) -> Result<RgbImage, CaptureError> {
         let buffer = self.camera.frame().map_err(|e| e.to_string())?;
         // MJPEG frames are JPEG images: the same decoder as every other image (nokhwa's own
         // MJPEG path needs mozjpeg, which landfall does not build).
         if buffer.source_frame_format() == FrameFormat::MJPEG {
             return super::decode::decode_image(buffer.buffer())
-                .map_err(|e| format!("cannot decode the MJPEG frame: {e}"));
+                .map_err(|e| CaptureError(format!("cannot decode the MJPEG frame: {e}")));
         }
         buffer
             .decode_image::<RgbFormat>()
-            .map_err(|e| format!("cannot decode the frame: {e}"))
+            .map_err(|e| CaptureError(format!("cannot decode the frame: {e}")))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use image::RgbImage;
 
+use super::error::CaptureError;
 use super::spec::{PixelFormat, Resolution};
 
 pub enum V4l2Source {}
@@ -13,13 +14,13 @@ impl V4l2Source {
         _resolution: Option<Resolution>,
         _pixel_format: Option<PixelFormat>,
         _fps: f64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CaptureError> {
         Err(format!(
             "/dev/video{index}: this landfall was built without V4L2 support; rebuild it with `--features v4l2`"
         ))
     }
 
-    pub fn grab(&mut self) -> Result<RgbImage, String> {
+    pub fn grab(&mut self) -> Result<RgbImage, CaptureError> {
         match *self {}
     }
 }

@@ -7,10 +7,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::error::CaptureError;
 use super::frame::Mailbox;
 use super::source::Source;
-use crate::config::CameraConfig;
-use crate::mqtt::backoff::Backoff;
+use super::spec::CameraConfig;
+use crate::util::backoff::Backoff;
 
 const RETRY_BASE: Duration = Duration::from_millis(500);
 const RETRY_CAP: Duration = Duration::from_secs(30);
@@ -84,7 +85,7 @@ pub fn capture(cfg: &CameraConfig, shared: &Arc<Shared>, stop: &Receiver<()>) {
                 first
             }),
         }))
-        .unwrap_or_else(|_| Err("the capture code panicked".to_string()));
+        .unwrap_or_else(|_| Err(CaptureError("the capture code panicked".to_string())));
         let delay = match result {
             Ok(image) => {
                 if attempts > 0 {
@@ -113,7 +114,10 @@ pub fn capture(cfg: &CameraConfig, shared: &Arc<Shared>, stop: &Receiver<()>) {
                 } else {
                     tracing::debug!("camera {:?}: attempt {attempts}: {error}", cfg.name);
                 }
-                shared.set(CameraState::Retrying { error, attempts });
+                shared.set(CameraState::Retrying {
+                    error: error.to_string(),
+                    attempts,
+                });
                 backoff.next_delay()
             }
         };

@@ -301,17 +301,16 @@ pub fn argmax(values: &[f32]) -> usize {
 impl Classifier {
     /// Changes the truncation length (benchmarks use it to fix the sequence length). Only
     /// possible while this classifier is the base's sole user.
-    pub fn set_max_length(&mut self, max_length: usize) -> Result<(), String> {
+    pub fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError> {
         let limit = self.base.model.config.max_position_embeddings;
         if max_length == 0 || max_length > limit {
-            return Err(format!(
+            return Err(ModelError::Usage(format!(
                 "sequence length {max_length} must be in 1..={limit} (max_position_embeddings)"
-            ));
+            )));
         }
-        let base = Arc::get_mut(&mut self.base)
-            .ok_or("the base is shared; set the length before sharing it")?;
-        base.tokenizer
-            .set_max_length(max_length)
-            .map_err(|e| e.to_string())
+        let base = Arc::get_mut(&mut self.base).ok_or_else(|| {
+            ModelError::Usage("the base is shared; set the length before sharing it".into())
+        })?;
+        base.tokenizer.set_max_length(max_length)
     }
 }

@@ -16,9 +16,7 @@ const FILLER: &str =
 
 pub fn run(args: &BenchClassifyArgs) -> Result<(), CliError> {
     let mut classifier = load_classifier(&args.classifier)?;
-    classifier
-        .set_max_length(args.seq_len)
-        .map_err(CliError::usage)?;
+    classifier.set_max_length(args.seq_len)?;
     let text = FILLER.repeat(args.seq_len / 8 + 4);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

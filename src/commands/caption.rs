@@ -85,7 +85,7 @@ fn ms(d: std::time::Duration) -> f64 {
 fn prepare(args: &Blip2Args) -> Result<Prepared, CliError> {
     generation_options(&args.generation)
         .validate()
-        .map_err(CliError::usage)?;
+        .map_err(|e| CliError::usage(e.0))?;
     let (device, dtype) = runtime_options(&args.runtime)?;
     // Decode first: a bad image is reported before seconds of model loading.
     let image = decode_image_file(&args.image, &DecodeLimits::default())

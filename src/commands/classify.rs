@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{load_classifier, CliError};
 use crate::classifier::input::read_rows;
 use crate::cli::ClassifyArgs;
-use crate::json::LabelScores;
+use crate::wire::LabelScores;
 
 /// One `--json` line, as the contract lists its fields; a struct (not `json!`) so the scores keep
 /// label-id order.

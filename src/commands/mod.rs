@@ -15,7 +15,7 @@ use std::fmt;
 use crate::classifier::input::InputError;
 use crate::classifier::{BaseCache, Classifier, ClassifierOptions};
 use crate::cli::{ClassifierArgs, ModelArgs};
-use crate::models::runtime::FloatType;
+use crate::models::runtime::{FloatType, Placement};
 use crate::models::ModelError;
 
 #[derive(Debug)]
@@ -69,11 +69,9 @@ impl From<std::io::Error> for CliError {
 
 /// Device, dtype and quantization from the common model flags.
 pub fn runtime_options(args: &ModelArgs) -> Result<(candle_core::Device, FloatType), CliError> {
-    let device = args.device.open().map_err(CliError::usage)?;
-    let dtype = args
-        .dtype
-        .unwrap_or_else(|| FloatType::default_for(&device));
-    Ok((device, dtype))
+    let placement =
+        Placement::open(args.device, args.dtype).map_err(|e| CliError::usage(e.to_string()))?;
+    Ok((placement.device, placement.dtype))
 }
 
 /// Loads the classifier the `--base`/`--adapter` flags name.

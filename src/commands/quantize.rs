@@ -1,9 +1,9 @@
-//! `landfall quantize`: a GGUF of a BLIP-2 model's quantized weights, with a progress bar.
+//! `landfall quantize`: a GGUF of a BLIP-2 or BERT model's quantized weights, with a progress bar.
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::QuantizeArgs;
-use crate::models::blip2::quantize::quantize_dir;
+use crate::models::quantize::quantize_dir;
 
 use super::CliError;
 

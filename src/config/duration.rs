@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use crate::util::InvalidValue;
+
 /// `"500ms"`, `"30s"`, `"5m"`, `"2h"`, `"1d"`, or bare seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, InvalidValue> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -17,9 +19,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(secs(60)),
         "h" => Ok(secs(3600)),
         "d" => Ok(secs(86400)),
-        other => Err(format!(
+        other => Err(InvalidValue(format!(
             "unknown unit {other:?} in {s:?}: use ms, s, m, h or d"
-        )),
+        ))),
     }
 }
 

@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::duration::format_duration;
 use super::raw::{sp, DurationText, Embedded, RawCamera, RawClassifier, RawConfig, RawTls};
-use super::Config;
+use super::settings::Config;
 
 /// Masks the broker password in the printed config, which may end up in logs.
 const PASSWORD_MASK: &str = "********";

@@ -1,6 +1,9 @@
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use super::*;
+use crate::models::runtime::{FloatType, Quant};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_toml_str(text, "test.toml")

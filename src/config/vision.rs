@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::ctx::{span_of, Ctx};
 use super::raw::{RawCamera, RawCaptioner, RawHomeAssistant};
-use super::validate::{span_of, Ctx};
-use super::{CameraConfig, CaptionerConfig, ConfigError, HomeAssistantConfig};
+use super::settings::{CameraConfig, CaptionerConfig, ConfigError, HomeAssistantConfig};
 
 /// The BLIP-2 directory under `models.dir` when `[captioner] model` is not set.
 pub const DEFAULT_CAPTIONER: &str = "blip2-opt-2.7b";

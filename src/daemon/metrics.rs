@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use crate::mqtt::topics::{Counters, Latency};
+use crate::wire::health::{Counters, Latency};
 
 /// How many recent answers the latency percentiles cover, per task.
 const WINDOW: usize = 1024;

@@ -1,40 +1,42 @@
 //! `landfall run`: the daemon.
 //!
 //! ```text
-//! MQTT link ──requests──> dispatcher ──batches──> engine thread (models)
-//!     ^                    │  scheduler              │
-//!     └──outbox (+ spool) <┴────────── answers <─────┘
+//! MQTT link ──messages──> core ──batches──> engine thread (models)
+//!     ^                    │ scheduler          │
+//!     └──outbox (+ spool) <┴──── answers <──────┘
 //! ```
 //!
-//! [`run`] starts the engine (waiting for its models), the embedded broker if configured and the
-//! link, then drives the [`dispatch::Dispatcher`] from one loop until `shutdown` resolves; then it
-//! answers what it holds, publishes `offline`, keeps undelivered results on disk and disconnects.
+//! [`core`] makes every decision and does no I/O; this module is the thin loop around it: it
+//! starts the engine (waiting for its models), the embedded broker if configured, the link and
+//! the cameras, turns what happens into core events, and carries out the actions the core
+//! returns. A stop answers what is in hand, says `offline`, keeps undelivered results on disk,
+//! acknowledges what was answered, and disconnects.
 
-pub mod dedup;
-pub mod dispatch;
+pub mod core;
 pub mod engine;
+pub mod jobs;
 pub mod metrics;
 pub mod scheduler;
 pub mod systemd;
-pub mod vision;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, MissedTickBehavior};
 
-use crate::camera::Camera;
+use self::core::{Action, CameraView, Core, CoreSetup, Event, HealthInputs, OutboxFigures};
+use crate::camera::{decode::decode_b64_image, Camera};
 use crate::config::Config;
-use crate::mqtt::link::{self, LinkEvent};
+use crate::health::SystemSampler;
+use crate::mqtt::link::{self, Ack, Client, LinkEvent};
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::spool::{Spool, SpoolError};
 use crate::mqtt::topics::Topics;
 use crate::mqtt::{broker, MqttError};
-use dispatch::{Dispatcher, VisionSetup};
+use crate::wire::OFFLINE;
 use engine::{Engine, EngineError};
-use metrics::Metrics;
-use scheduler::Scheduler;
+use jobs::JobId;
 
 /// How long a stop may take to answer what is in hand.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,9 +57,172 @@ pub enum DaemonError {
     Engine(#[from] EngineError),
 }
 
+/// What the loop owns besides the core: the transports and workers that act for it.
+struct Hands {
+    client: Client,
+    outbox: Outbox,
+    engine: Engine,
+    /// The connection the link is on; acks of earlier ones are void.
+    epoch: u64,
+    decoded: mpsc::UnboundedSender<(JobId, Result<image::RgbImage, String>)>,
+    offline_acked: bool,
+    /// Connection attempts failed in a row (logged loudly at first, then sparingly).
+    failures: u32,
+}
+
+impl Hands {
+    /// Carries out the core's actions, in order; returns whether the engine refused a batch
+    /// because it is gone.
+    fn act(&mut self, actions: Vec<Action>) -> bool {
+        let mut engine_gone = false;
+        for action in actions {
+            match action {
+                Action::Publish { msg, ack } => {
+                    if let Err(e) = self.outbox.push(msg, ack) {
+                        tracing::error!("offline queue: {e}");
+                    }
+                }
+                Action::Ack(ack) => self.ack(ack),
+                Action::Subscribe(filters) => {
+                    if let Err(e) = self.client.try_subscribe(&filters) {
+                        tracing::error!("subscribing: {e}");
+                    }
+                }
+                Action::Submit(work) => {
+                    if self.engine.try_submit(work).is_err() {
+                        engine_gone = true;
+                    }
+                }
+                Action::Decode { job, b64 } => {
+                    let tx = self.decoded.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let image = decode_b64_image(&b64).map_err(|e| e.to_string());
+                        let _ = tx.send((job, image));
+                    });
+                }
+                Action::Ready(status) => systemd::ready(&status),
+                Action::Stopping => systemd::stopping(),
+                // No HTTP server in this loop yet: nothing can have asked.
+                Action::Respond { .. } => {}
+            }
+        }
+        engine_gone
+    }
+
+    fn ack(&self, ack: Ack) {
+        if ack.epoch != self.epoch {
+            return;
+        }
+        if let Err(e) = self.client.try_ack(ack) {
+            tracing::warn!("acknowledging a request: {e}");
+        }
+    }
+
+    /// Acknowledges the requests whose answers became safe.
+    fn release_acks(&mut self) {
+        for ack in self.outbox.take_released() {
+            self.ack(ack);
+        }
+    }
+
+    /// Hands the link as much as the outbox allows.
+    fn pump(&mut self) {
+        loop {
+            match self.outbox.next_to_send() {
+                Ok(Some(msg)) => {
+                    if let Err(e) = self.client.try_publish(&msg) {
+                        tracing::debug!("the event loop is busy ({e}); publishing later");
+                        self.outbox.unsend();
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => tracing::error!("offline queue: {e}"),
+            }
+        }
+    }
+
+    /// Link events the outbox handles; the rest become core events.
+    fn on_link(&mut self, event: LinkEvent, status_topic: &str) -> Option<Event> {
+        match event {
+            LinkEvent::Connected {
+                session_present,
+                epoch,
+            } => {
+                self.epoch = epoch;
+                self.failures = 0;
+                self.outbox.on_connect();
+                Some(Event::Connected { session_present })
+            }
+            LinkEvent::Message(m) => Some(Event::Message(m)),
+            LinkEvent::Sent(pkid) => {
+                self.outbox.on_outgoing(pkid);
+                None
+            }
+            LinkEvent::Acked { pkid, refused } => {
+                match self.outbox.on_ack(pkid) {
+                    Ok(Some(acked)) => {
+                        if let Some(reason) = refused {
+                            tracing::warn!(
+                                "the broker refused a message on {}: {reason}",
+                                acked.msg.topic
+                            );
+                        }
+                        if acked.msg.topic == status_topic && acked.msg.payload == OFFLINE {
+                            self.offline_acked = true;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("offline queue: {e}"),
+                }
+                None
+            }
+            LinkEvent::Subscribed { refused } => Some(Event::Subscribed { refused }),
+            LinkEvent::Disconnected { reason, taken } => {
+                let was_connected = self.outbox.is_connected();
+                if let Err(e) = self.outbox.on_disconnect(taken) {
+                    tracing::error!("offline queue: {e}");
+                }
+                self.failures += 1;
+                if was_connected {
+                    tracing::warn!("lost the MQTT broker ({reason}); reconnecting");
+                } else if self.failures == 1 || self.failures % 20 == 0 {
+                    tracing::warn!(
+                        "cannot reach the MQTT broker ({reason}); still trying (attempt {})",
+                        self.failures
+                    );
+                } else {
+                    tracing::debug!("cannot reach the MQTT broker ({reason})");
+                }
+                Some(Event::Disconnected)
+            }
+            LinkEvent::Closed => None,
+        }
+    }
+
+    fn outbox_figures(&self) -> OutboxFigures {
+        OutboxFigures {
+            in_memory: self.outbox.in_memory(),
+            spooled: self.outbox.spooled(),
+            delivered: self.outbox.delivered,
+            dropped: self.outbox.dropped,
+        }
+    }
+}
+
+fn health_inputs(system: &mut SystemSampler, hands: &Hands) -> HealthInputs {
+    HealthInputs {
+        ts: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        system: system.sample(),
+        memory: crate::health::process_memory(),
+        outbox: hands.outbox_figures(),
+    }
+}
+
 /// Runs the daemon until `shutdown` resolves, then stops cleanly.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let started = Instant::now();
     let spool = Spool::open(&config.queue.dir, config.queue.max_entries.get())?;
     if !spool.is_empty() {
         tracing::info!(
@@ -67,7 +232,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let (engine, models, captioner) = Engine::start(
+    let (engine, loaded) = Engine::start(
         config.classifiers.clone(),
         config.captioner.clone(),
         done_tx,
@@ -85,6 +250,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if config.homeassistant.enabled {
         topics = topics.with_homeassistant(&config.homeassistant.discovery_prefix);
     }
+    let status_topic = topics.status.clone();
     let (client, mut link_rx, link_task) = link::start(mqtt, &topics.status)?;
     tracing::info!(
         "landfall {} as {} on {}:{} ({}), {} classifiers, {} cameras",
@@ -93,31 +259,47 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         mqtt.host,
         mqtt.port,
         mqtt.protocol.as_str(),
-        models.len(),
+        loaded.classifiers.len(),
         config.cameras.len()
     );
-    let (prepared_tx, mut prepared_rx) = mpsc::unbounded_channel();
-    let vision = VisionSetup {
-        cameras: config.cameras.iter().cloned().map(Camera::start).collect(),
-        captioner,
-        captioner_config: config.captioner.clone(),
-        templates: config.templates.clone(),
-        homeassistant: config.homeassistant.clone(),
-        prepared: prepared_tx,
-    };
+    let cameras: Vec<Camera> = config.cameras.iter().cloned().map(Camera::start).collect();
     let s = &config.scheduler;
-    let mut d = Dispatcher::new(
-        topics,
-        mqtt.device_id.clone(),
-        mqtt.max_payload_bytes.get(),
-        client,
-        Outbox::new(spool, OUTBOX_WINDOW, OUTBOX_MEMORY),
-        Scheduler::new(s.queue_capacity.get(), s.max_batch.get(), s.max_wait),
-        engine,
-        models,
-        Metrics::new(started),
-        vision,
+    let mut core = Core::new(
+        CoreSetup {
+            topics,
+            device_id: mqtt.device_id.clone(),
+            max_payload: mqtt.max_payload_bytes.get(),
+            persistent_session: !mqtt.session_expiry.is_zero(),
+            queue_capacity: s.queue_capacity.get(),
+            max_batch: s.max_batch.get(),
+            max_wait: s.max_wait,
+            engine_slots: engine::QUEUE,
+            classifiers: loaded.classifiers,
+            captioner: loaded.captioner,
+            captioner_config: config.captioner.clone(),
+            templates: config.templates.clone(),
+            cameras: cameras
+                .iter()
+                .map(|c| CameraView {
+                    config: c.config.clone(),
+                    shared: c.shared.clone(),
+                })
+                .collect(),
+            homeassistant: config.homeassistant.clone(),
+        },
+        Instant::now(),
     );
+    let (decoded_tx, mut decoded_rx) = mpsc::unbounded_channel();
+    let mut hands = Hands {
+        client,
+        outbox: Outbox::new(spool, OUTBOX_WINDOW, OUTBOX_MEMORY),
+        engine,
+        epoch: 0,
+        decoded: decoded_tx,
+        offline_acked: false,
+        failures: 0,
+    };
+    let mut system = SystemSampler::default();
 
     let mut health = interval(config.health.interval);
     health.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -129,82 +311,105 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut link_alive = true;
     tokio::pin!(shutdown);
     loop {
-        let batch_due = d.batch_deadline().map(tokio::time::Instant::from_std);
-        let caption_due = d.caption_deadline().map(tokio::time::Instant::from_std);
+        let due = core.next_deadline().map(tokio::time::Instant::from_std);
+        let mut event = None;
         tokio::select! {
-            () = &mut shutdown, if !d.draining => {
-                d.begin_drain();
+            () = &mut shutdown, if drain_deadline.is_none() => {
                 drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+                event = Some(Event::Stop);
             }
-            event = link_rx.recv(), if link_alive => match event {
-                Some(event) => link_alive = d.on_link(event),
+            e = link_rx.recv(), if link_alive => match e {
+                Some(e) => {
+                    let connected = matches!(e, LinkEvent::Connected { .. });
+                    event = hands.on_link(e, &status_topic);
+                    if connected {
+                        // First the connection, then a health report right away.
+                        core.handle(event.take().unwrap_or(Event::Tick), Instant::now());
+                        event = Some(Event::Health(health_inputs(&mut system, &hands)));
+                    }
+                }
                 None => link_alive = false,
             },
             done = done_rx.recv(), if engine_alive => match done {
-                Some(done) => d.on_done(done),
+                Some(done) => event = Some(Event::BatchDone(done)),
                 None => {
                     engine_alive = false;
-                    d.engine_gone();
+                    event = Some(Event::EngineGone);
                 }
             },
-            Some(prepared) = prepared_rx.recv() => d.on_prepared(prepared),
-            () = sleep_until(batch_due.unwrap_or_else(far)), if batch_due.is_some() => {}
-            () = sleep_until(caption_due.unwrap_or_else(far)), if caption_due.is_some() => {
-                d.periodic_captions(Instant::now());
-            }
-            _ = health.tick() => d.publish_health(),
+            Some((job, image)) = decoded_rx.recv() => event = Some(Event::Decoded { job, image }),
+            () = sleep_until(due.unwrap_or_else(far)), if due.is_some() => event = Some(Event::Tick),
+            _ = health.tick() => event = Some(Event::Health(health_inputs(&mut system, &hands))),
             _ = watchdog.tick(), if watchdog_every.is_some() => systemd::watchdog(),
             () = sleep_until(drain_deadline.unwrap_or_else(far)), if drain_deadline.is_some() => {
                 tracing::warn!("stopping: not everything was answered and delivered within {DRAIN_TIMEOUT:?}");
                 break;
             }
         }
-        d.dispatch(Instant::now());
-        d.pump();
-        if d.draining && d.is_drained() {
+        if let Some(event) = event {
+            core.handle(event, Instant::now());
+        }
+        if hands.act(core.take_actions()) {
+            core.handle(Event::EngineGone, Instant::now());
+            hands.act(core.take_actions());
+        }
+        hands.pump();
+        hands.release_acks();
+        let delivered = !hands.outbox.is_connected() || hands.outbox.is_idle();
+        if core.is_draining() && core.is_drained() && delivered {
             break;
         }
         if !link_alive {
             tracing::error!("the MQTT event loop ended unexpectedly; stopping");
-            d.begin_drain();
             break;
         }
     }
 
     // Goodbye: answer what is left, say offline, keep what the broker did not take.
-    d.abandon_unfinished();
-    if d.outbox.is_connected() && link_alive {
-        d.go_offline();
-        d.pump();
+    core.abandon_unfinished();
+    hands.act(core.take_actions());
+    if hands.outbox.is_connected() && link_alive {
+        let offline = core.offline_message();
+        if let Err(e) = hands.outbox.push(offline, None) {
+            tracing::error!("offline queue: {e}");
+        }
+        hands.pump();
         let until = tokio::time::Instant::now() + GOODBYE_TIMEOUT;
-        while !(d.offline_acked && d.outbox.is_idle()) && link_alive {
+        while !(hands.offline_acked && hands.outbox.is_idle()) && link_alive {
             tokio::select! {
-                event = link_rx.recv() => match event {
-                    Some(event) => link_alive = d.on_link(event),
+                e = link_rx.recv() => match e {
+                    Some(e) => {
+                        if let Some(Event::Message(_)) = hands.on_link(e, &status_topic) {
+                            // Taken neither now nor later by this run: the broker keeps it.
+                        }
+                    }
                     None => link_alive = false,
                 },
                 () = sleep_until(until) => break,
             }
-            d.pump();
+            hands.pump();
+            hands.release_acks();
         }
-        if !d.offline_acked {
+        if !hands.offline_acked {
             tracing::warn!("the broker did not confirm the offline status in time");
         }
     }
     // Whether a clean DISCONNECT is possible; taken before persist_all marks the outbox offline.
-    let say_goodbye = d.outbox.is_connected() && link_alive;
-    if let Err(e) = d.outbox.persist_all() {
+    let say_goodbye = hands.outbox.is_connected() && link_alive;
+    if let Err(e) = hands.outbox.persist_all() {
         tracing::error!("offline queue: {e}");
     }
-    if d.outbox.spooled() > 0 {
+    // Answers now on disk are safe: their requests are acknowledged before the DISCONNECT.
+    hands.release_acks();
+    if hands.outbox.spooled() > 0 {
         tracing::info!(
             "{} undelivered results kept in {} for the next run",
-            d.outbox.spooled(),
+            hands.outbox.spooled(),
             config.queue.dir.display()
         );
     }
     if say_goodbye {
-        let _ = d.client.try_disconnect();
+        let _ = hands.client.try_disconnect();
         let closed = async {
             while let Some(event) = link_rx.recv().await {
                 if matches!(event, LinkEvent::Closed) {
@@ -216,10 +421,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     link_task.abort();
     // Joining a capture thread may wait for one grab: not on the async loop.
-    let cameras = d.take_cameras();
     let _ = tokio::task::spawn_blocking(move || drop(cameras)).await;
-    let Dispatcher { engine, .. } = d;
-    engine.stop().await;
+    hands.engine.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

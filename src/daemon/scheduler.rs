@@ -28,16 +28,16 @@ impl Priority {
 }
 
 #[derive(Debug)]
-struct Job<T> {
-    key: String,
+struct Job<K, T> {
+    key: K,
     enqueued: Instant,
     item: T,
 }
 
 /// Jobs for one model, taken together.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Batch<T> {
-    pub key: String,
+pub struct Batch<K, T> {
+    pub key: K,
     pub priority: Priority,
     pub items: Vec<T>,
 }
@@ -46,16 +46,17 @@ pub struct Batch<T> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Overloaded<T>(pub T);
 
+/// Waiting jobs of type `T`, for models named by keys of type `K`.
 #[derive(Debug)]
-pub struct Scheduler<T> {
+pub struct Scheduler<K, T> {
     /// By [`Priority::index`].
-    queues: [VecDeque<Job<T>>; 2],
+    queues: [VecDeque<Job<K, T>>; 2],
     capacity: usize,
     max_batch: usize,
     max_wait: Duration,
 }
 
-impl<T> Scheduler<T> {
+impl<K: Copy + Eq, T> Scheduler<K, T> {
     /// `capacity` and `max_batch` of 0 are treated as 1.
     pub fn new(capacity: usize, max_batch: usize, max_wait: Duration) -> Self {
         Self {
@@ -84,23 +85,28 @@ impl<T> Scheduler<T> {
         self.queues[priority.index()].len()
     }
 
-    /// Queues a job for model `key`, or refuses it when the queue is full.
-    pub fn push(
-        &mut self,
-        key: &str,
-        priority: Priority,
-        item: T,
-        now: Instant,
-    ) -> Result<(), Overloaded<T>> {
+    /// Whether a job of `priority` would be taken now.
+    pub fn has_room(&self, priority: Priority) -> bool {
         let limit = match priority {
             Priority::Interactive => self.capacity,
             Priority::Periodic => (self.capacity / 2).max(1),
         };
-        if self.len() >= self.capacity || self.depth(priority) >= limit {
+        self.len() < self.capacity && self.depth(priority) < limit
+    }
+
+    /// Queues a job for model `key`, or refuses it when the queue is full.
+    pub fn push(
+        &mut self,
+        key: K,
+        priority: Priority,
+        item: T,
+        now: Instant,
+    ) -> Result<(), Overloaded<T>> {
+        if !self.has_room(priority) {
             return Err(Overloaded(item));
         }
         self.queues[priority.index()].push_back(Job {
-            key: key.to_string(),
+            key,
             enqueued: now,
             item,
         });
@@ -108,7 +114,7 @@ impl<T> Scheduler<T> {
     }
 
     /// The queue whose head decides what runs next: the highest priority with work.
-    fn head_queue(&self) -> Option<(Priority, &VecDeque<Job<T>>)> {
+    fn head_queue(&self) -> Option<(Priority, &VecDeque<Job<K, T>>)> {
         [Priority::Interactive, Priority::Periodic]
             .into_iter()
             .map(|p| (p, &self.queues[p.index()]))
@@ -116,7 +122,7 @@ impl<T> Scheduler<T> {
     }
 
     /// The batch to run now, if one is due. With `drain`, anything waiting is due.
-    pub fn next_batch(&mut self, now: Instant, drain: bool) -> Option<Batch<T>> {
+    pub fn next_batch(&mut self, now: Instant, drain: bool) -> Option<Batch<K, T>> {
         let (priority, queue) = self.head_queue()?;
         let head = queue.front()?;
         let same_key = queue.iter().filter(|j| j.key == head.key).count();
@@ -126,7 +132,7 @@ impl<T> Scheduler<T> {
         if !due {
             return None;
         }
-        let key = head.key.clone();
+        let key = head.key;
         let queue = &mut self.queues[priority.index()];
         let mut items = Vec::with_capacity(same_key.min(self.max_batch));
         let mut rest = VecDeque::with_capacity(queue.len());
@@ -166,7 +172,7 @@ mod tests {
 
     const WAIT: Duration = Duration::from_millis(10);
 
-    fn sched(capacity: usize, max_batch: usize) -> (Scheduler<u32>, Instant) {
+    fn sched(capacity: usize, max_batch: usize) -> (Scheduler<&'static str, u32>, Instant) {
         (Scheduler::new(capacity, max_batch, WAIT), Instant::now())
     }
 
@@ -213,11 +219,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![
-                ("a".to_string(), vec![1, 3]),
-                ("b".to_string(), vec![2, 5]),
-                ("a".to_string(), vec![4]),
-            ]
+            vec![("a", vec![1, 3]), ("b", vec![2, 5]), ("a", vec![4])]
         );
     }
 

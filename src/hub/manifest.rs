@@ -236,7 +236,7 @@ fn validate_model(raw: RawModel) -> Result<ModelEntry, String> {
     let quant: Quant = raw
         .quant
         .parse()
-        .map_err(|e: String| format!("{}: {e}", at("quant")))?;
+        .map_err(|e: crate::util::InvalidValue| format!("{}: {e}", at("quant")))?;
     if raw.file.is_empty() {
         return Err(format!("{}: no [[model.file]] entries", at("file")));
     }

@@ -3,6 +3,8 @@
 
 use candle_core::{Result, Tensor};
 
+use crate::util::InvalidValue;
+
 /// `torch.nn.LayerNorm` with weight and bias.
 pub struct LayerNorm {
     pub weight: Tensor,
@@ -38,15 +40,15 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+    pub fn parse(name: &str) -> std::result::Result<Self, InvalidValue> {
         match name {
             "gelu" => Ok(Self::GeluErf),
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
             "relu" => Ok(Self::Relu),
             "silu" | "swish" => Ok(Self::Silu),
-            other => Err(format!(
+            other => Err(InvalidValue(format!(
                 "activation {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)"
-            )),
+            ))),
         }
     }
 

@@ -8,9 +8,24 @@ mod error;
 pub mod gguf;
 pub mod layers;
 pub mod linear;
+pub mod loader;
 pub mod lora;
+pub mod quantize;
 pub mod runtime;
 mod safetensors;
+pub mod source;
+pub mod status;
 pub mod weights;
 
 pub use error::ModelError;
+
+/// The first non-empty line of an error message: candle errors carry a backtrace after it when
+/// `RUST_BACKTRACE` is set, which must not reach logs' single lines or answers.
+pub fn first_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
+}

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::util::InvalidValue;
+
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device};
 
@@ -17,17 +19,17 @@ pub enum DeviceChoice {
 }
 
 impl FromStr for DeviceChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda(0)),
             other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(Self::Cuda(n)),
-                _ => Err(format!(
+                _ => Err(InvalidValue(format!(
                     "unknown device {other:?}: expected auto, cpu, cuda or cuda:N"
-                )),
+                ))),
             },
         }
     }
@@ -43,9 +45,18 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
+/// Why a device could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("--device cuda:{0}: this landfall was built without CUDA; rebuild with `--features cuda` or use --device cpu")]
+    NotBuilt(usize),
+    #[error("--device cuda:{ordinal}: {reason}")]
+    Open { ordinal: usize, reason: String },
+}
+
 impl DeviceChoice {
     /// Opens the device. Asking for CUDA from a CPU-only build is an error that says how to fix it.
-    pub fn open(self) -> Result<Device, String> {
+    pub fn open(self) -> Result<Device, DeviceError> {
         match self {
             Self::Cpu => Ok(Device::Cpu),
             Self::Auto => {
@@ -57,13 +68,36 @@ impl DeviceChoice {
             }
             Self::Cuda(n) => {
                 if !candle_core::utils::cuda_is_available() {
-                    return Err(format!(
-                        "--device cuda:{n}: this landfall was built without CUDA; rebuild with `--features cuda` or use --device cpu"
-                    ));
+                    return Err(DeviceError::NotBuilt(n));
                 }
-                Device::new_cuda(n).map_err(|e| format!("--device cuda:{n}: {e}"))
+                Device::new_cuda(n).map_err(|e| DeviceError::Open {
+                    ordinal: n,
+                    reason: crate::models::first_line(&e.to_string()),
+                })
             }
         }
+    }
+}
+
+/// Where a model runs and in which float type: the one place the device is opened and the
+/// dtype chosen, for the command line and the daemon alike.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub device: Device,
+    pub dtype: FloatType,
+}
+
+impl Placement {
+    /// Opens `device`; `dtype` `None` is f16 on CUDA, f32 on the CPU.
+    pub fn open(device: DeviceChoice, dtype: Option<FloatType>) -> Result<Self, DeviceError> {
+        let device = device.open()?;
+        let dtype = dtype.unwrap_or_else(|| FloatType::default_for(&device));
+        Ok(Self { device, dtype })
+    }
+
+    /// `cpu` or `cuda`, as health and `--json` output report it.
+    pub fn device_name(&self) -> String {
+        device_name(&self.device)
     }
 }
 
@@ -85,15 +119,15 @@ pub enum FloatType {
 }
 
 impl FromStr for FloatType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s {
             "f32" => Ok(Self::F32),
             "f16" => Ok(Self::F16),
             "bf16" => Ok(Self::Bf16),
-            other => Err(format!(
+            other => Err(InvalidValue(format!(
                 "unknown dtype {other:?}: expected f32, f16 or bf16"
-            )),
+            ))),
         }
     }
 }
@@ -136,16 +170,16 @@ pub enum Quant {
 }
 
 impl FromStr for Quant {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         match s {
             "none" => Ok(Self::None),
             "q8_0" => Ok(Self::Q8_0),
             "q4_0" => Ok(Self::Q4_0),
             "q4k" | "q4_k" => Ok(Self::Q4K),
-            other => Err(format!(
+            other => Err(InvalidValue(format!(
                 "unknown quantization {other:?}: expected none, q8_0, q4_0 or q4k"
-            )),
+            ))),
         }
     }
 }
@@ -191,7 +225,7 @@ mod tests {
     fn parses_devices() {
         assert_eq!("auto".parse::<DeviceChoice>(), Ok(DeviceChoice::Auto));
         assert_eq!("cuda:1".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(1)));
-        assert!("gpu".parse::<DeviceChoice>().unwrap_err().contains("gpu"));
+        assert!("gpu".parse::<DeviceChoice>().unwrap_err().0.contains("gpu"));
     }
 
     #[test]

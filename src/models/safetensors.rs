@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Shape, Tensor};
 use serde_json::Value;
 
+use super::ModelError;
+
 /// The header may not exceed this: real ones are kilobytes, a garbage length must not make us
 /// allocate gigabytes.
 const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
@@ -35,7 +37,14 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     /// Opens and validates the header: JSON, known dtypes, offsets inside the file and sizes that
     /// match the shapes.
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, ModelError> {
+        Self::read_header(path).map_err(|reason| ModelError::Weights {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    fn read_header(path: &Path) -> Result<Self, String> {
         let file = File::open(path).map_err(|e| e.to_string())?;
         let file_len = file.metadata().map_err(|e| e.to_string())?.len();
         let mut len_bytes = [0u8; 8];
@@ -70,16 +79,21 @@ impl SafetensorsFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn tensors(&self) -> &HashMap<String, TensorInfo> {
         &self.tensors
     }
 
     /// Reads tensor `name` onto `device` in its stored dtype.
-    pub fn load(&self, name: &str, device: &Device) -> Result<Tensor, String> {
+    pub fn load(&self, name: &str, device: &Device) -> Result<Tensor, ModelError> {
+        self.read_tensor(name, device)
+            .map_err(|reason| ModelError::Tensor {
+                path: self.path.clone(),
+                name: name.to_string(),
+                reason,
+            })
+    }
+
+    fn read_tensor(&self, name: &str, device: &Device) -> Result<Tensor, String> {
         let info = self
             .tensors
             .get(name)

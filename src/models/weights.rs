@@ -66,10 +66,7 @@ impl WeightStore {
         let mut index = HashMap::new();
         let mut names = Vec::new();
         for (i, path) in paths.iter().enumerate() {
-            let file = SafetensorsFile::open(path).map_err(|reason| ModelError::Weights {
-                path: path.clone(),
-                reason,
-            })?;
+            let file = SafetensorsFile::open(path)?;
             for name in file.tensors().keys() {
                 index.insert(name.clone(), i);
                 names.push(name.clone());
@@ -138,12 +135,7 @@ impl WeightStore {
                     .get(name)
                     .map(|&i| &files[i])
                     .ok_or_else(|| self.tensor_error(name, "missing from the checkpoint".into()))?;
-                file.load(name, device)
-                    .map_err(|reason| ModelError::Tensor {
-                        path: file.path().to_path_buf(),
-                        name: name.to_string(),
-                        reason,
-                    })?
+                file.load(name, device)?
             }
             Backing::Loaded(map) => map
                 .get(name)

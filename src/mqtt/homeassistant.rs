@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::spool::OutMessage;
 use super::topics::Topics;
+use crate::wire::{OFFLINE, ONLINE};
 
 /// A health figure as a sensor: (object id, name, value template, unit, device class, state class).
 type Figure = (
@@ -126,11 +127,8 @@ pub fn discovery(
         m.insert("unique_id".into(), format!("{node}_{object}").into());
         m.insert("state_topic".into(), state_topic.into());
         m.insert("availability_topic".into(), topics.status.clone().into());
-        m.insert("payload_available".into(), super::topics::ONLINE.into());
-        m.insert(
-            "payload_not_available".into(),
-            super::topics::OFFLINE.into(),
-        );
+        m.insert("payload_available".into(), ONLINE.into());
+        m.insert("payload_not_available".into(), OFFLINE.into());
         m.insert("device".into(), device.clone());
         m
     };

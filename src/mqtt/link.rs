@@ -5,6 +5,11 @@
 //! On a connection error the task takes back what rumqttc would otherwise retransmit or drop
 //! (its pending list and collision slot), so [`super::outbox::Outbox`] alone decides what to send
 //! again, then waits a backed-off, jittered delay before the next attempt.
+//!
+//! Requests are acknowledged by hand (rumqttc's manual acks): the daemon sends a request's PUBACK
+//! only once the request's answer is safe (see [`Ack`]), so a request the daemon took but did not
+//! answer before a stop or a crash is delivered again by the broker instead of being lost, and
+//! the broker's backlog reaches the daemon no faster than its in-flight window allows.
 
 use std::time::{Duration, Instant};
 
@@ -14,10 +19,10 @@ use rumqttc::{QoS, Transport};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::backoff::Backoff;
 use super::spool::OutMessage;
 use super::MqttError;
 use crate::config::{MqttConfig, Protocol};
+use crate::util::backoff::Backoff;
 
 /// Largest packet the daemon reads. Requests above `max_payload_bytes` but below this are
 /// answered `payload_too_large`; MQTT 5 brokers drop bigger ones instead of sending them.
@@ -25,11 +30,21 @@ const READ_LIMIT: usize = 64 << 20;
 /// Requests the daemon may queue for the event loop; more than the outbox window plus the
 /// subscribe and disconnect requests, so `try_*` calls do not fail on a full channel.
 const REQUEST_CHANNEL: usize = 512;
-/// Requests the broker may have in flight to us (MQTT 5). Requests the broker sent but whose
-/// acknowledgement it never saw come again after a broker crash; a small window keeps that small.
-const RECEIVE_MAXIMUM: u16 = 32;
+/// Requests the broker may have in flight to us (MQTT 5's Receive Maximum; for 3.1.1 the broker's
+/// own in-flight limit plays this part). Since requests are acknowledged only once answered, this
+/// is also how many the broker hands over before it waits: enough for several full batches.
+const RECEIVE_MAXIMUM: u16 = 64;
 /// A connection that lasted this long resets the reconnect backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// The acknowledgement a QoS 1 request is owed: its packet id on the connection it came in on.
+/// An ack is worth sending only on that connection ([`Self::epoch`] counts connections); after a
+/// reconnect the broker delivers unacknowledged requests again, with new acks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ack {
+    pub epoch: u64,
+    pub pkid: u16,
+}
 
 /// A message that arrived on a subscription.
 #[derive(Debug, Clone)]
@@ -42,12 +57,16 @@ pub struct InMessage {
     /// The broker's DUP flag: it may have delivered this message before (a redelivery after a
     /// reconnect or a broker restart).
     pub dup: bool,
+    /// What to acknowledge once the request is answered (`None` for QoS 0).
+    pub ack: Option<Ack>,
 }
 
 #[derive(Debug)]
 pub enum LinkEvent {
+    /// CONNACK; `epoch` numbers this connection (from 1).
     Connected {
         session_present: bool,
+        epoch: u64,
     },
     Message(InMessage),
     /// A QoS 1 publish left with this packet id (see [`super::outbox`]).
@@ -102,6 +121,22 @@ impl Client {
             }
         }
         .map_err(|e| MqttError::Request(e.to_string()))
+    }
+
+    /// Acknowledges a QoS 1 request without waiting.
+    pub fn try_ack(&self, ack: Ack) -> Result<(), MqttError> {
+        match self {
+            Self::V311(c) => {
+                let mut p = rumqttc::Publish::new("", QoS::AtLeastOnce, Vec::new());
+                p.pkid = ack.pkid;
+                c.try_ack(&p).map_err(|e| MqttError::Request(e.to_string()))
+            }
+            Self::V5(c) => {
+                let mut p = p5::Publish::new("", QoS5::AtLeastOnce, Vec::new(), None);
+                p.pkid = ack.pkid;
+                c.try_ack(&p).map_err(|e| MqttError::Request(e.to_string()))
+            }
+        }
     }
 
     pub fn try_subscribe(&self, filters: &[String]) -> Result<(), MqttError> {
@@ -167,11 +202,12 @@ pub fn start(
     // waiting on the event loop (for a full request channel) could deadlock it. What flows
     // here is bounded by the broker's flow control and the outbox window.
     let (tx, rx) = mpsc::unbounded_channel();
-    let offline = super::topics::OFFLINE;
+    let offline = crate::wire::OFFLINE;
     match cfg.protocol {
         Protocol::V311 => {
             let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port.get());
             o.set_keep_alive(cfg.keep_alive)
+                .set_manual_acks(true)
                 .set_clean_session(clean)
                 .set_max_packet_size(read_limit, read_limit)
                 .set_request_channel_capacity(REQUEST_CHANNEL)
@@ -193,6 +229,7 @@ pub fn start(
         Protocol::V5 => {
             let mut o = rumqttc::v5::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port.get());
             o.set_keep_alive(cfg.keep_alive)
+                .set_manual_acks(true)
                 .set_clean_start(clean)
                 .set_max_packet_size(Some(u32::try_from(read_limit).unwrap_or(u32::MAX)))
                 .set_request_channel_capacity(REQUEST_CHANNEL)
@@ -236,18 +273,21 @@ trait Poller: Send {
     /// failed.
     fn next(
         &mut self,
+        epoch: u64,
     ) -> impl std::future::Future<Output = Result<Option<LinkEvent>, String>> + Send;
     /// After a failure: the events rumqttc buffered, and how many un-numbered publishes it held
     /// (taken out, so it neither retransmits nor silently drops them).
-    fn take_back(&mut self) -> (Vec<LinkEvent>, usize);
+    fn take_back(&mut self, epoch: u64) -> (Vec<LinkEvent>, usize);
 }
 
 async fn drive<L: Poller>(mut lp: L, tx: mpsc::UnboundedSender<LinkEvent>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
     let mut connected_at: Option<Instant> = None;
+    // Counts CONNACKs; messages carry the count of the connection they came in on.
+    let mut epoch = 0u64;
     loop {
         let step = tokio::select! {
-            step = lp.next() => step,
+            step = lp.next(epoch + 1) => step,
             () = tx.closed() => return,
         };
         match step {
@@ -259,13 +299,14 @@ async fn drive<L: Poller>(mut lp: L, tx: mpsc::UnboundedSender<LinkEvent>) {
             Ok(Some(event)) => {
                 if matches!(event, LinkEvent::Connected { .. }) {
                     connected_at = Some(Instant::now());
+                    epoch += 1;
                 }
                 if tx.send(event).is_err() {
                     return;
                 }
             }
             Err(reason) => {
-                let (events, taken) = lp.take_back();
+                let (events, taken) = lp.take_back(epoch);
                 for event in events {
                     let _ = tx.send(event);
                 }
@@ -288,13 +329,19 @@ async fn drive<L: Poller>(mut lp: L, tx: mpsc::UnboundedSender<LinkEvent>) {
 
 struct V311Loop(rumqttc::EventLoop);
 
-fn convert_v311(event: rumqttc::Event) -> Option<LinkEvent> {
+/// `epoch`: the number of the connection the event belongs to (a CONNACK starts the next one).
+fn convert_v311(event: rumqttc::Event, epoch: u64) -> Option<LinkEvent> {
     use rumqttc::{Event, Outgoing, Packet};
     Some(match event {
         Event::Incoming(Packet::ConnAck(c)) => LinkEvent::Connected {
             session_present: c.session_present,
+            epoch,
         },
         Event::Incoming(Packet::Publish(p)) => LinkEvent::Message(InMessage {
+            ack: (p.qos != QoS::AtMostOnce).then_some(Ack {
+                epoch,
+                pkid: p.pkid,
+            }),
             topic: p.topic,
             payload: p.payload.to_vec(),
             response_topic: None,
@@ -319,21 +366,23 @@ fn convert_v311(event: rumqttc::Event) -> Option<LinkEvent> {
 }
 
 impl Poller for V311Loop {
-    async fn next(&mut self) -> Result<Option<LinkEvent>, String> {
-        self.0
-            .poll()
-            .await
-            .map(convert_v311)
-            .map_err(|e| e.to_string())
+    async fn next(&mut self, next_epoch: u64) -> Result<Option<LinkEvent>, String> {
+        match self.0.poll().await {
+            Ok(e @ rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                Ok(convert_v311(e, next_epoch))
+            }
+            Ok(e) => Ok(convert_v311(e, next_epoch - 1)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
-    fn take_back(&mut self) -> (Vec<LinkEvent>, usize) {
+    fn take_back(&mut self, epoch: u64) -> (Vec<LinkEvent>, usize) {
         let events = self
             .0
             .state
             .events
             .drain(..)
-            .filter_map(convert_v311)
+            .filter_map(|e| convert_v311(e, epoch))
             .collect();
         let mut taken = usize::from(self.0.state.collision.take().is_some());
         for request in self.0.pending.drain(..) {
@@ -347,17 +396,22 @@ impl Poller for V311Loop {
 
 struct V5Loop(rumqttc::v5::EventLoop);
 
-fn convert_v5(event: rumqttc::v5::Event) -> Option<LinkEvent> {
+fn convert_v5(event: rumqttc::v5::Event, epoch: u64) -> Option<LinkEvent> {
     use p5::Packet;
     use rumqttc::v5::Event;
     use rumqttc::Outgoing;
     Some(match event {
         Event::Incoming(Packet::ConnAck(c)) => LinkEvent::Connected {
             session_present: c.session_present,
+            epoch,
         },
         Event::Incoming(Packet::Publish(p)) => {
             let props = p.properties.unwrap_or_default();
             LinkEvent::Message(InMessage {
+                ack: (p.qos != QoS5::AtMostOnce).then_some(Ack {
+                    epoch,
+                    pkid: p.pkid,
+                }),
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload.to_vec(),
                 response_topic: props.response_topic,
@@ -386,21 +440,23 @@ fn convert_v5(event: rumqttc::v5::Event) -> Option<LinkEvent> {
 }
 
 impl Poller for V5Loop {
-    async fn next(&mut self) -> Result<Option<LinkEvent>, String> {
-        self.0
-            .poll()
-            .await
-            .map(convert_v5)
-            .map_err(|e| e.to_string())
+    async fn next(&mut self, next_epoch: u64) -> Result<Option<LinkEvent>, String> {
+        match self.0.poll().await {
+            Ok(e @ rumqttc::v5::Event::Incoming(p5::Packet::ConnAck(_))) => {
+                Ok(convert_v5(e, next_epoch))
+            }
+            Ok(e) => Ok(convert_v5(e, next_epoch - 1)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
-    fn take_back(&mut self) -> (Vec<LinkEvent>, usize) {
+    fn take_back(&mut self, epoch: u64) -> (Vec<LinkEvent>, usize) {
         let events = self
             .0
             .state
             .events
             .drain(..)
-            .filter_map(convert_v5)
+            .filter_map(|e| convert_v5(e, epoch))
             .collect();
         let mut taken = usize::from(self.0.state.collision.take().is_some());
         for request in self.0.pending.drain(..) {

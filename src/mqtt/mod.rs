@@ -1,15 +1,13 @@
-//! MQTT: the connection ([`link`]), what is owed to the broker ([`outbox`], [`spool`]),
-//! reconnect delays ([`backoff`]), topics and payloads ([`topics`]) and the embedded broker
-//! ([`broker`]).
+//! MQTT: the connection ([`link`]), what is owed to the broker ([`outbox`], [`spool`]), topic
+//! names ([`topics`]), Home Assistant discovery ([`homeassistant`]) and the embedded broker
+//! ([`broker`]). Payloads are in [`crate::wire`].
 
-pub mod backoff;
 pub mod broker;
 pub mod homeassistant;
 pub mod link;
 pub mod outbox;
 pub mod spool;
 pub mod topics;
-pub mod vision;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,9 +10,15 @@
 //!
 //! Results wait in memory while the broker is reachable and on disk ([`Spool`]) while it is not;
 //! once anything is on disk, new results queue behind it there, so they leave in order.
+//!
+//! A result may carry the [`Ack`] of the request it answers. The outbox hands that ack back
+//! ([`Outbox::take_released`]) once the result is safe: acknowledged by the broker, or written
+//! to disk. Only then is the request acknowledged, so at no moment is a request neither owed by
+//! the broker nor answered on the daemon's side.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use super::link::Ack;
 use super::spool::{OutMessage, Spool, SpoolError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +35,9 @@ enum Origin {
 struct Entry {
     msg: OutMessage,
     origin: Origin,
+    /// The request this answers, acknowledged once the answer is safe (memory results only:
+    /// a spooled one is safe already).
+    ack: Option<Ack>,
 }
 
 /// What happened to a message the broker acknowledged.
@@ -40,7 +49,7 @@ pub struct Acked {
 #[derive(Debug)]
 pub struct Outbox {
     control: VecDeque<OutMessage>,
-    memory: VecDeque<(u64, OutMessage)>,
+    memory: VecDeque<(u64, OutMessage, Option<Ack>)>,
     spool: Spool,
     /// Spooled messages handed to the link and not yet acknowledged.
     spool_in_flight: BTreeSet<u64>,
@@ -58,6 +67,8 @@ pub struct Outbox {
     pub delivered: u64,
     /// Results lost to a full or broken disk queue.
     pub dropped: u64,
+    /// Acks of requests whose answers became safe, not yet taken.
+    released: Vec<Ack>,
 }
 
 impl Outbox {
@@ -75,7 +86,13 @@ impl Outbox {
             next_order: 0,
             delivered: 0,
             dropped: 0,
+            released: Vec::new(),
         }
+    }
+
+    /// The acks of requests whose answers are now safe (see the module doc).
+    pub fn take_released(&mut self) -> Vec<Ack> {
+        std::mem::take(&mut self.released)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -100,18 +117,20 @@ impl Outbox {
             && self.in_flight.is_empty()
     }
 
-    /// Queues a message. Status and health are dropped while disconnected.
-    pub fn push(&mut self, msg: OutMessage) -> Result<(), SpoolError> {
+    /// Queues a message. Status and health are dropped while disconnected. `ack` is the request
+    /// a result answers (see the module doc).
+    pub fn push(&mut self, msg: OutMessage, ack: Option<Ack>) -> Result<(), SpoolError> {
         if !msg.durable {
             if self.connected {
                 self.control.push_back(msg);
             }
+            self.released.extend(ack);
             return Ok(());
         }
         if !self.connected || !self.spool.is_empty() {
-            return self.spool_one(&msg);
+            return self.spool_one(&msg, ack);
         }
-        self.memory.push_back((self.next_order, msg));
+        self.memory.push_back((self.next_order, msg, ack));
         self.next_order += 1;
         if self.memory.len() > self.memory_limit {
             self.spill_memory()?;
@@ -119,8 +138,12 @@ impl Outbox {
         Ok(())
     }
 
-    fn spool_one(&mut self, msg: &OutMessage) -> Result<(), SpoolError> {
+    /// Writes a result to disk; its request's ack is released either way: on disk it is safe,
+    /// and a result the disk cannot take is lost whether or not the request is acknowledged
+    /// (counted in `dropped`, and the error reported).
+    fn spool_one(&mut self, msg: &OutMessage, ack: Option<Ack>) -> Result<(), SpoolError> {
         let dropped = self.spool.push(msg);
+        self.released.extend(ack);
         match dropped {
             Ok(n) => {
                 self.dropped += n as u64;
@@ -136,8 +159,8 @@ impl Outbox {
     /// Moves the results waiting in memory to disk, keeping their order.
     fn spill_memory(&mut self) -> Result<(), SpoolError> {
         let mut first_error = None;
-        while let Some((_, msg)) = self.memory.pop_front() {
-            if let Err(e) = self.spool_one(&msg) {
+        while let Some((_, msg, ack)) = self.memory.pop_front() {
+            if let Err(e) = self.spool_one(&msg, ack) {
                 first_error.get_or_insert(e);
             }
         }
@@ -158,6 +181,7 @@ impl Outbox {
             Entry {
                 msg,
                 origin: Origin::Control,
+                ack: None,
             }
         } else if let Some(seq) = unsent_spooled {
             let msg = match self.spool.read(seq) {
@@ -173,11 +197,13 @@ impl Outbox {
             Entry {
                 msg,
                 origin: Origin::Spooled(seq),
+                ack: None,
             }
-        } else if let Some((order, msg)) = self.memory.pop_front() {
+        } else if let Some((order, msg, ack)) = self.memory.pop_front() {
             Entry {
                 msg,
                 origin: Origin::Memory(order),
+                ack,
             }
         } else {
             return Ok(None);
@@ -197,7 +223,7 @@ impl Outbox {
     fn restore(&mut self, entry: Entry) {
         match entry.origin {
             Origin::Control => self.control.push_front(entry.msg),
-            Origin::Memory(order) => self.memory.push_front((order, entry.msg)),
+            Origin::Memory(order) => self.memory.push_front((order, entry.msg, entry.ack)),
             Origin::Spooled(seq) => {
                 self.spool_in_flight.remove(&seq);
             }
@@ -227,6 +253,7 @@ impl Outbox {
         if entry.msg.durable {
             self.delivered += 1;
         }
+        self.released.extend(entry.ack);
         Ok(Some(Acked { msg: entry.msg }))
     }
 
@@ -242,17 +269,17 @@ impl Outbox {
         let mut back: Vec<Entry> = self.in_flight.drain().map(|(_, e)| e).collect();
         let taken = taken.min(self.unassigned.len());
         back.extend(self.unassigned.drain(..taken));
-        let mut memory: Vec<(u64, OutMessage)> = self.memory.drain(..).collect();
+        let mut memory: Vec<(u64, OutMessage, Option<Ack>)> = self.memory.drain(..).collect();
         for entry in back {
             match entry.origin {
                 Origin::Control => {}
-                Origin::Memory(order) => memory.push((order, entry.msg)),
+                Origin::Memory(order) => memory.push((order, entry.msg, entry.ack)),
                 Origin::Spooled(seq) => {
                     self.spool_in_flight.remove(&seq);
                 }
             }
         }
-        memory.sort_by_key(|(order, _)| *order);
+        memory.sort_by_key(|(order, _, _)| *order);
         self.memory = memory.into();
         self.spill_memory()
     }
@@ -294,8 +321,8 @@ mod tests {
     fn acks_finish_messages_by_packet_id() {
         let (mut o, _d) = outbox(10);
         o.on_connect();
-        o.push(result(1)).unwrap();
-        o.push(result(2)).unwrap();
+        o.push(result(1), None).unwrap();
+        o.push(result(2), None).unwrap();
         assert_eq!(send_all(&mut o), vec!["1", "2"]);
         o.on_outgoing(7);
         o.on_outgoing(8);
@@ -311,7 +338,7 @@ mod tests {
         let (mut o, _d) = outbox(2);
         o.on_connect();
         for n in 0..4 {
-            o.push(result(n)).unwrap();
+            o.push(result(n), None).unwrap();
         }
         assert_eq!(send_all(&mut o), vec!["0", "1"]);
         o.on_outgoing(1);
@@ -324,11 +351,11 @@ mod tests {
         let (mut o, _d) = outbox(10);
         let mut status = result(0);
         status.durable = false;
-        o.push(status.clone()).unwrap();
+        o.push(status.clone(), None).unwrap();
         assert!(o.is_idle());
         o.on_connect();
-        o.push(result(1)).unwrap();
-        o.push(status).unwrap();
+        o.push(result(1), None).unwrap();
+        o.push(status, None).unwrap();
         assert_eq!(send_all(&mut o), vec!["0", "1"]);
     }
 
@@ -337,7 +364,7 @@ mod tests {
         let (mut o, _d) = outbox(10);
         o.on_connect();
         for n in 1..=4 {
-            o.push(result(n)).unwrap();
+            o.push(result(n), None).unwrap();
         }
         assert_eq!(send_all(&mut o), vec!["1", "2", "3", "4"]);
         o.on_outgoing(1);
@@ -345,7 +372,7 @@ mod tests {
         o.on_ack(1).unwrap();
         // 3 was taken back from the event loop; 4 is still in its channel and will go out.
         o.on_disconnect(1).unwrap();
-        o.push(result(5)).unwrap();
+        o.push(result(5), None).unwrap();
         assert_eq!(o.spooled(), 3);
         assert_eq!(o.next_to_send().unwrap(), None);
         o.on_connect();
@@ -364,9 +391,9 @@ mod tests {
     #[test]
     fn while_anything_is_on_disk_new_results_queue_behind_it() {
         let (mut o, _d) = outbox(1);
-        o.push(result(1)).unwrap();
+        o.push(result(1), None).unwrap();
         o.on_connect();
-        o.push(result(2)).unwrap();
+        o.push(result(2), None).unwrap();
         let mut got = Vec::new();
         for pkid in 1..=2 {
             got.extend(send_all(&mut o));
@@ -381,13 +408,41 @@ mod tests {
     fn a_resumed_session_retransmission_is_not_a_new_message() {
         let (mut o, _d) = outbox(10);
         o.on_connect();
-        o.push(result(1)).unwrap();
-        o.push(result(2)).unwrap();
+        o.push(result(1), None).unwrap();
+        o.push(result(2), None).unwrap();
         send_all(&mut o);
         o.on_outgoing(5);
         o.on_outgoing(5);
         o.on_outgoing(6);
         assert_eq!(o.on_ack(6).unwrap().unwrap().msg, result(2));
+    }
+
+    fn ack(pkid: u16) -> Option<Ack> {
+        Some(Ack { epoch: 1, pkid })
+    }
+
+    #[test]
+    fn a_request_is_acked_only_once_its_answer_is_safe() {
+        let (mut o, _d) = outbox(10);
+        o.on_connect();
+        o.push(result(1), ack(101)).unwrap();
+        o.push(result(2), ack(102)).unwrap();
+        assert_eq!(send_all(&mut o), vec!["1", "2"]);
+        assert!(
+            o.take_released().is_empty(),
+            "nothing is safe before the broker has it"
+        );
+        o.on_outgoing(7);
+        o.on_outgoing(8);
+        o.on_ack(8).unwrap();
+        assert_eq!(o.take_released(), vec![ack(102).unwrap()]);
+        // The connection drops before 1 is acknowledged: it goes to disk, and is safe there.
+        o.on_disconnect(0).unwrap();
+        assert_eq!(o.take_released(), vec![ack(101).unwrap()]);
+        // While disconnected, a new result is written to disk at once.
+        o.push(result(3), ack(103)).unwrap();
+        assert_eq!(o.take_released(), vec![ack(103).unwrap()]);
+        assert_eq!(o.spooled(), 2);
     }
 
     #[test]
@@ -396,7 +451,7 @@ mod tests {
         let mut o = Outbox::new(Spool::open(dir.path(), 100).unwrap(), 10, 1000);
         o.on_connect();
         for n in 1..=3 {
-            o.push(result(n)).unwrap();
+            o.push(result(n), None).unwrap();
         }
         send_all(&mut o);
         o.on_outgoing(1);

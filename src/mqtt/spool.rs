@@ -1,6 +1,7 @@
 //! Results that could not be delivered yet, on disk: one JSON file per message, named by a
 //! sequence number, so they survive a restart and leave in order. A file is written to a
-//! temporary name and renamed, so a crash never leaves half a message behind.
+//! temporary name, synced and renamed (and the directory synced), so neither a crash nor a power
+//! cut leaves half a message behind or loses one the daemon counted as safe.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -118,8 +119,13 @@ impl Spool {
         })?;
         let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(&bytes).map_err(io(&tmp))?;
+        // On disk means safe: the request it answers is acknowledged once this returns.
+        f.sync_all().map_err(io(&tmp))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(io(&path))?;
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
         self.index.insert(seq);
         self.next_seq += 1;
         Ok(dropped)

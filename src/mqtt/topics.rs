@@ -1,17 +1,16 @@
-//! Topic names and payloads of the MQTT interface (`shared/contract.md`, "MQTT"), and the parsing
-//! of requests into either a request or the error answer it deserves.
+//! Topic names of one device (`P` = `<topic_prefix>/<device_id>`): what it subscribes to, where
+//! each answer goes, and which task a message on a request topic asks for. Payloads are in
+//! [`crate::wire`].
 
-use crate::json::LabelScores;
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-use serde_json::Value;
+use crate::wire::Task;
 
 /// Every topic of one device, built once from the config.
 #[derive(Debug, Clone)]
 pub struct Topics {
     /// `<topic_prefix>/<device_id>`.
     pub device: String,
+    /// `<topic_prefix>`.
+    pub prefix: String,
     pub status: String,
     pub health: String,
     pub classify_request: String,
@@ -30,24 +29,6 @@ pub struct Topics {
     pub homeassistant_status: Option<String>,
 }
 
-/// What a request topic asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    Classify,
-    Caption,
-    Vqa,
-}
-
-impl Task {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Classify => "classify",
-            Self::Caption => "caption",
-            Self::Vqa => "vqa",
-        }
-    }
-}
-
 impl Topics {
     pub fn new(topic_prefix: &str, device_id: &str, fleet_group: Option<&str>) -> Self {
         let device = format!("{topic_prefix}/{device_id}");
@@ -58,6 +39,7 @@ impl Topics {
             classify_result: format!("{device}/classify/result"),
             fleet_classify_request: fleet_group
                 .map(|g| format!("$share/{g}/{topic_prefix}/fleet/classify/request")),
+            prefix: topic_prefix.to_string(),
             fleet_classify_topic: fleet_group
                 .map(|_| format!("{topic_prefix}/fleet/classify/request")),
             caption_request: format!("{device}/caption/request"),
@@ -133,343 +115,9 @@ impl Topics {
     }
 }
 
-pub const ONLINE: &str = "online";
-pub const OFFLINE: &str = "offline";
-
-/// The error codes of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    InvalidJson,
-    MissingField,
-    InvalidField,
-    PayloadTooLarge,
-    UnknownClassifier,
-    UnknownCamera,
-    /// The camera has no frame to use (starting, or retrying after a failure).
-    CameraUnavailable,
-    ImageDecodeFailed,
-    Overloaded,
-    ModelUnavailable,
-    Internal,
-}
-
-/// `{"id", "error": {"code", "message"}}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ErrorReply {
-    /// The request's id as it was sent (string or number), `null` when it could not be read.
-    pub id: Value,
-    pub error: ErrorBody,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ErrorBody {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl ErrorReply {
-    pub fn new(id: Value, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            id,
-            error: ErrorBody {
-                code,
-                message: message.into(),
-            },
-        }
-    }
-}
-
-/// `P/classify/request`: `{"id", "text", "classifier"?}`. Other keys are ignored, so clients
-/// may add their own.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClassifyRequest {
-    pub id: Value,
-    pub text: String,
-    /// `None`: the first configured classifier.
-    pub classifier: Option<String>,
-}
-
-/// `P/classify/result`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassifyResult {
-    pub id: Value,
-    pub label: String,
-    pub label_id: usize,
-    /// Probability by label name, in label-id order.
-    pub scores: LabelScores,
-    pub classifier: String,
-    /// The adapter's version: the name of its directory.
-    pub adapter: String,
-    /// From the request's arrival to its answer.
-    pub latency_ms: f64,
-}
-
-/// Reads the common part of every request: within the size limit, UTF-8, a JSON object with
-/// an `id`. Gives back the id and the object, or the error answer.
-pub fn parse_object(
-    payload: &[u8],
-    max_bytes: usize,
-) -> Result<(Value, serde_json::Map<String, Value>), ErrorReply> {
-    let fail = |code, message: String| ErrorReply::new(Value::Null, code, message);
-    if payload.len() > max_bytes {
-        return Err(fail(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "the request is {} bytes; this device takes at most {max_bytes} (mqtt.max_payload_bytes)",
-                payload.len()
-            ),
-        ));
-    }
-    let text = std::str::from_utf8(payload).map_err(|e| {
-        fail(
-            ErrorCode::InvalidJson,
-            format!(
-                "the payload is not UTF-8 (invalid byte at offset {}); send a UTF-8 JSON object",
-                e.valid_up_to()
-            ),
-        )
-    })?;
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        fail(
-            ErrorCode::InvalidJson,
-            format!("the payload is not JSON: {e}"),
-        )
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(fail(
-            ErrorCode::InvalidJson,
-            "the payload must be a JSON object like {\"id\": \"1\", ...}".into(),
-        ));
-    };
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => {
-            return Err(fail(
-                ErrorCode::MissingField,
-                "\"id\" is required: a string or number that the answer echoes".into(),
-            ));
-        }
-        Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
-        Some(other) => {
-            return Err(fail(
-                ErrorCode::InvalidField,
-                format!("\"id\" must be a string or number, not {}", kind(other)),
-            ));
-        }
-    };
-    Ok((id, obj))
-}
-
-/// Reads a classify request, or says which error answer it gets.
-pub fn parse_classify_request(
-    payload: &[u8],
-    max_bytes: usize,
-) -> Result<ClassifyRequest, ErrorReply> {
-    let fail = |id: &Value, code, message: String| ErrorReply::new(id.clone(), code, message);
-    let (id, obj) = parse_object(payload, max_bytes)?;
-    let text = match obj.get("text") {
-        None | Some(Value::Null) => {
-            return Err(fail(
-                &id,
-                ErrorCode::MissingField,
-                "\"text\" is required: the text to classify".into(),
-            ));
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(fail(
-                &id,
-                ErrorCode::InvalidField,
-                format!("\"text\" must be a string, not {}", kind(other)),
-            ));
-        }
-    };
-    let classifier = match obj.get("classifier") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            return Err(fail(
-                &id,
-                ErrorCode::InvalidField,
-                format!(
-                    "\"classifier\" must be a string naming a configured classifier, not {}",
-                    kind(other)
-                ),
-            ));
-        }
-    };
-    Ok(ClassifyRequest {
-        id,
-        text,
-        classifier,
-    })
-}
-
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// `P/health`, retained, every `health.interval`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Health {
-    /// Unix time, seconds.
-    pub ts: u64,
-    pub uptime_s: u64,
-    pub version: &'static str,
-    pub device_id: String,
-    pub models: BTreeMap<String, ModelHealth>,
-    /// BLIP-2, for captions and VQA.
-    pub captioner: ModelHealth,
-    pub cameras: BTreeMap<String, super::vision::CameraHealth>,
-    pub queues: QueueDepths,
-    pub counters: Counters,
-    /// p50/p95/p99 over the recent answers, per task.
-    pub latency_ms: BTreeMap<String, Latency>,
-    pub system: SystemHealth,
-    pub mqtt: MqttHealth,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelHealth {
-    /// `loaded`, `missing` or `failed`.
-    pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub quant: String,
-    pub device: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub adapter: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct QueueDepths {
-    pub interactive: usize,
-    pub periodic: usize,
-    /// Batches handed to the engine and not yet answered.
-    pub engine: usize,
-    /// Results waiting to be sent or acknowledged, in memory.
-    pub outbox: usize,
-    /// Results waiting on disk for the broker.
-    pub spooled: usize,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Counters {
-    pub requests: u64,
-    pub errors: u64,
-    pub overloaded: u64,
-    /// Requests the broker sent again (DUP) that were already taken: not answered twice.
-    pub redeliveries: u64,
-    pub results_delivered: u64,
-    /// Results dropped because the on-disk queue was full.
-    pub results_dropped: u64,
-    /// All cameras together.
-    pub frames_captured: u64,
-    pub frames_dropped: u64,
-    /// Periodic captions published.
-    pub captions: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Latency {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    /// How many answers the figures cover.
-    pub n: usize,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SystemHealth {
-    pub rss_bytes: u64,
-    pub peak_rss_bytes: u64,
-    /// CPU, memory, temperatures and Jetson figures, each only where the machine exposes it.
-    #[serde(flatten)]
-    pub machine: crate::health::SystemFacts,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct MqttHealth {
-    pub connected: bool,
-    pub reconnects: u64,
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    fn code(payload: &[u8]) -> (Value, ErrorCode) {
-        let e = parse_classify_request(payload, 1000).unwrap_err();
-        (e.id, e.error.code)
-    }
-
-    #[test]
-    fn reads_a_request() {
-        let r = parse_classify_request(
-            br#"{"id":"a1","text":"hi","classifier":"zh","extra":1}"#,
-            1000,
-        )
-        .unwrap();
-        assert_eq!(r.id, json!("a1"));
-        assert_eq!(r.text, "hi");
-        assert_eq!(r.classifier.as_deref(), Some("zh"));
-        let r = parse_classify_request(br#"{"id":7,"text":""}"#, 1000).unwrap();
-        assert_eq!((r.id, r.classifier), (json!(7), None));
-    }
-
-    #[test]
-    fn bad_requests_get_the_contract_codes() {
-        assert_eq!(code(b"{nope"), (Value::Null, ErrorCode::InvalidJson));
-        assert_eq!(code(b"[1,2]"), (Value::Null, ErrorCode::InvalidJson));
-        assert_eq!(
-            code(b"{\"id\":\"x\",\"text\":\"\xff\xfe\"}"),
-            (Value::Null, ErrorCode::InvalidJson)
-        );
-        assert_eq!(
-            code(br#"{"text":"t"}"#),
-            (Value::Null, ErrorCode::MissingField)
-        );
-        assert_eq!(
-            code(br#"{"id":[1],"text":"t"}"#),
-            (Value::Null, ErrorCode::InvalidField)
-        );
-        assert_eq!(
-            code(br#"{"id":"a"}"#),
-            (json!("a"), ErrorCode::MissingField)
-        );
-        assert_eq!(
-            code(br#"{"id":"a","text":5}"#),
-            (json!("a"), ErrorCode::InvalidField)
-        );
-        assert_eq!(
-            code(br#"{"id":"a","text":"t","classifier":1}"#),
-            (json!("a"), ErrorCode::InvalidField)
-        );
-        assert_eq!(
-            code(&[b' '; 1001]),
-            (Value::Null, ErrorCode::PayloadTooLarge)
-        );
-    }
-
-    #[test]
-    fn error_replies_serialize_as_the_contract_says() {
-        let e = ErrorReply::new(json!("q"), ErrorCode::UnknownClassifier, "no such");
-        assert_eq!(
-            serde_json::to_value(&e).unwrap(),
-            json!({"id": "q", "error": {"code": "unknown_classifier", "message": "no such"}})
-        );
-    }
 
     #[test]
     fn topics_follow_prefix_device_and_fleet() {
@@ -499,12 +147,5 @@ mod tests {
         assert!(t.is_classify_request("landfall/fleet/classify/request"));
         assert!(!Topics::new("landfall", "cam1", None)
             .is_classify_request("landfall/fleet/classify/request"));
-    }
-
-    #[test]
-    fn scores_keep_label_order() {
-        let labels = vec!["负面".to_string(), "中性".to_string(), "正面".to_string()];
-        let m = LabelScores::new(&labels, &[0.1, 0.2, 0.7]);
-        assert_eq!(m.labels().collect::<Vec<_>>(), vec!["负面", "中性", "正面"]);
     }
 }

@@ -7,5 +7,5 @@ mod tokenizer;
 
 pub use crate::models::layers::Activation;
 pub use config::BertConfig;
-pub use model::{BertBase, BertLoadOptions, LayerSite, LinearDeltas};
+pub use model::{BertBase, BertLoadOptions, LayerSite, LinearDeltas, GGUF_ARCH};
 pub use tokenizer::{BertTokenizer, EncodedBatch};

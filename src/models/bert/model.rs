@@ -12,9 +12,13 @@ use candle_core::{DType, Device, Module, Tensor};
 use super::config::BertConfig;
 use crate::models::layers::{tensor_bytes, Activation, LayerNorm};
 use crate::models::linear::BaseLinear;
+use crate::models::loader::{Loader, WeightHook as LoaderHook};
 use crate::models::runtime::Quant;
-use crate::models::weights::WeightStore;
+use crate::models::source::WeightSource;
 use crate::models::ModelError;
+
+/// The architecture a BERT GGUF records (`general.architecture`).
+pub const GGUF_ARCH: &str = "bert";
 
 /// The six linear layers of an encoder layer, in the order of the module tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,63 +137,9 @@ pub struct BertBase {
     quant: Quant,
 }
 
-/// Reads tensors for a module tree, resolving the optional `bert.` prefix.
-struct Loader<'a> {
-    store: &'a WeightStore,
-    prefix: &'static str,
-    opts: &'a BertLoadOptions,
-}
-
-impl Loader<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
-        self.store.get(
-            &format!("{}{name}", self.prefix),
-            shape,
-            self.opts.dtype,
-            &self.opts.device,
-        )
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.store.contains(&format!("{}{name}", self.prefix))
-    }
-
-    /// LayerNorm weights under `weight`/`bias`, or the `gamma`/`beta` of old TF-converted files.
-    fn layer_norm(&self, module: &str, size: usize, eps: f64) -> Result<LayerNorm, ModelError> {
-        let (w, b) =
-            if self.has(&format!("{module}.weight")) || !self.has(&format!("{module}.gamma")) {
-                ("weight", "bias")
-            } else {
-                ("gamma", "beta")
-            };
-        Ok(LayerNorm {
-            weight: self.get(&format!("{module}.{w}"), &[size])?,
-            bias: self.get(&format!("{module}.{b}"), &[size])?,
-            eps: eps as f32,
-        })
-    }
-
-    fn linear(
-        &self,
-        module: &str,
-        out_dim: usize,
-        in_dim: usize,
-        hook: Option<WeightHook>,
-    ) -> Result<BaseLinear, ModelError> {
-        let mut weight = self.get(&format!("{module}.weight"), &[out_dim, in_dim])?;
-        let bias = self.get(&format!("{module}.bias"), &[out_dim])?;
-        if let Some(hook) = hook {
-            weight = hook(&format!("bert.{module}"), weight)?;
-        }
-        BaseLinear::new(weight, Some(bias), self.opts.quant).map_err(|e| {
-            self.store
-                .tensor_error(&format!("{}{module}.weight", self.prefix), e.to_string())
-        })
-    }
-}
-
 impl BertBase {
-    /// Loads `config.json` and the weights of a BERT directory.
+    /// Loads `config.json` and the weights of a BERT directory: the float checkpoint, or the
+    /// `model-<quant>.gguf` that `landfall quantize` wrote for the quantization asked for.
     pub fn load(
         dir: &Path,
         opts: &BertLoadOptions,
@@ -197,41 +147,41 @@ impl BertBase {
     ) -> Result<Self, ModelError> {
         let config_path = dir.join("config.json");
         let config = BertConfig::from_file(&config_path)?;
-        let store = WeightStore::open_dir(dir)?;
-        Self::from_store(config, &config_path, &store, opts, hook)
+        let source = WeightSource::open_dir(dir, opts.quant, GGUF_ARCH)?;
+        Self::from_source(config, &config_path, &source, opts, hook)
     }
 
-    fn from_store(
+    fn from_source(
         config: BertConfig,
         config_path: &Path,
-        store: &WeightStore,
+        source: &WeightSource,
         opts: &BertLoadOptions,
         hook: Option<WeightHook>,
     ) -> Result<Self, ModelError> {
         let activation = config.activation(config_path)?;
-        let prefix = if store.contains("bert.embeddings.word_embeddings.weight") {
+        let prefix = if source.contains("bert.embeddings.word_embeddings.weight") {
             "bert."
-        } else if store.contains("embeddings.word_embeddings.weight") {
+        } else if source.contains("embeddings.word_embeddings.weight") {
             ""
         } else {
-            return Err(store.tensor_error(
+            return Err(source.tensor_error(
                 "embeddings.word_embeddings.weight",
                 "missing (with or without the bert. prefix): is this a BERT checkpoint?".into(),
             ));
         };
-        let l = Loader {
-            store,
-            prefix,
-            opts,
-        };
+        let l =
+            Loader::new(source, opts.device.clone(), opts.dtype, opts.quant).with_prefix(prefix);
+        // LoRA names modules as a `BertFor*` model does, with the `bert.` prefix.
+        let prefixed = hook.map(|h| move |module: &str, w: Tensor| h(&format!("bert.{module}"), w));
+        let hook: Option<LoaderHook> = prefixed.as_ref().map(|f| f as _);
         let h = config.hidden_size;
         let embeddings = Embeddings {
-            word: l.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position: l.get(
+            word: l.tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            position: l.tensor(
                 "embeddings.position_embeddings.weight",
                 &[config.max_position_embeddings, h],
             )?,
-            token_type: l.get(
+            token_type: l.tensor(
                 "embeddings.token_type_embeddings.weight",
                 &[config.type_vocab_size, h],
             )?,
@@ -247,10 +197,11 @@ impl BertBase {
                     LayerSite::Output => (h, config.intermediate_size),
                     _ => (h, h),
                 };
-                linears.push(l.linear(
+                linears.push(l.linear_hooked(
                     &format!("{p}.{}", site.module_path()),
                     out_dim,
                     in_dim,
+                    true,
                     hook,
                 )?);
             }
@@ -271,7 +222,7 @@ impl BertBase {
         // A bare encoder saved without pooler is valid; a classifier then needs the pooler from
         // its adapter (`modules_to_save`), which the classifier checks.
         let pooler = if l.has("pooler.dense.weight") {
-            Some(l.linear("pooler.dense", h, h, hook)?)
+            Some(l.linear_hooked("pooler.dense", h, h, true, hook)?)
         } else {
             None
         };

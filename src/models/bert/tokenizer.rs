@@ -25,6 +25,20 @@ pub struct BertTokenizer {
     inner: Tokenizer,
     /// Truncation length: `min(model_max_length, max_position_embeddings)`.
     pub max_length: usize,
+    /// Where a long text may be cut before tokenizing without changing its first tokens:
+    /// `None` when this tokenizer's splitting is not known to respect such cuts.
+    cuts: Option<CutRule>,
+}
+
+/// Where the pre-tokenizer always splits, so a text cut there tokenizes into a prefix of the
+/// whole text's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CutRule {
+    /// Every CJK character is a word of its own (BertNormalizer's `handle_chinese_chars`).
+    cjk: bool,
+    /// Every ASCII punctuation mark is a word of its own (BertPreTokenizer; a whitespace
+    /// splitter keeps runs of marks together).
+    punct: bool,
 }
 
 impl BertTokenizer {
@@ -68,7 +82,12 @@ impl BertTokenizer {
             pad_token,
             ..Default::default()
         }));
-        Ok(Self { inner, max_length })
+        let cuts = cut_rule(&inner);
+        Ok(Self {
+            inner,
+            max_length,
+            cuts,
+        })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -77,10 +96,21 @@ impl BertTokenizer {
 
     /// Encodes texts with special tokens, truncated and padded as transformers'
     /// `tokenizer(texts, truncation=True, padding=True)` does.
+    ///
+    /// A text far longer than the model can take is cut first, at a place where the tokenizer
+    /// splits anyway and past enough words to fill `max_length` tokens, so the ids are the same
+    /// as from the whole text but a megabyte of input costs what a page does.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<EncodedBatch, ModelError> {
+        let bounded: Vec<&str> = texts
+            .iter()
+            .map(|t| match self.cuts {
+                Some(rule) => bounded_prefix(t, self.max_length, rule),
+                None => t,
+            })
+            .collect();
         let encodings = self
             .inner
-            .encode_batch(texts.to_vec(), true)
+            .encode_batch(bounded, true)
             .map_err(|e| ModelError::Tokenize(e.to_string()))?;
         Ok(EncodedBatch {
             ids: encodings.iter().map(|e| e.get_ids().to_vec()).collect(),
@@ -90,6 +120,64 @@ impl BertTokenizer {
                 .collect(),
         })
     }
+}
+
+/// The cut rule of a tokenizer whose pre-tokenizer splits at whitespace and punctuation (BERT's,
+/// or a whitespace splitter), after a normalizer that keeps them; `None` for anything else.
+fn cut_rule(t: &Tokenizer) -> Option<CutRule> {
+    use tokenizers::normalizers::NormalizerWrapper;
+    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+    let cjk = match t.get_normalizer() {
+        Some(NormalizerWrapper::BertNormalizer(n)) => n.handle_chinese_chars,
+        None => false,
+        Some(_) => return None,
+    };
+    match t.get_pre_tokenizer() {
+        Some(PreTokenizerWrapper::BertPreTokenizer(_)) => Some(CutRule { cjk, punct: true }),
+        Some(PreTokenizerWrapper::Whitespace(_) | PreTokenizerWrapper::WhitespaceSplit(_)) => {
+            Some(CutRule { cjk, punct: false })
+        }
+        _ => None,
+    }
+}
+
+/// Characters BERT treats as CJK ideographs (`BasicTokenizer._is_chinese_char`).
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0x2A700..=0x2B73F
+        | 0x2B740..=0x2B81F | 0x2B820..=0x2CEAF | 0xF900..=0xFAFF | 0x2F800..=0x2FA1F)
+}
+
+/// The start of `text` that holds at least `tokens` words (each of which becomes at least one
+/// token), cut where the pre-tokenizer splits: at whitespace, before ASCII punctuation (with
+/// `punct`), or before a CJK character (with `cjk`). The whole text when it is not that long.
+fn bounded_prefix(text: &str, tokens: usize, rule: CutRule) -> &str {
+    // Cheap exit: fewer characters than tokens wanted means fewer words too.
+    if text.len() <= tokens {
+        return text;
+    }
+    let mut words = 0usize;
+    // The current word holds a character that yields a token (not only control characters).
+    let mut in_word = false;
+    for (i, c) in text.char_indices() {
+        let own_word = (rule.punct && c.is_ascii_punctuation()) || (rule.cjk && is_cjk(c));
+        let splits_before = c.is_whitespace() || own_word;
+        if splits_before {
+            if in_word {
+                words += 1;
+                in_word = false;
+            }
+            if words > tokens {
+                return &text[..i];
+            }
+        }
+        if own_word {
+            words += 1;
+        } else if !c.is_whitespace() && (c.is_alphanumeric() || !c.is_control()) {
+            in_word = true;
+        }
+    }
+    text
 }
 
 /// What `tokenizer_config.json` says that matters here; absent fields take BertTokenizer's defaults.
@@ -166,6 +254,46 @@ fn from_vocab(vocab: &Path, settings: &TokenizerSettings) -> Result<Tokenizer, M
         ("[CLS]".into(), cls),
     )));
     Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: CutRule = CutRule {
+        cjk: true,
+        punct: true,
+    };
+
+    #[test]
+    fn short_texts_are_not_cut() {
+        assert_eq!(bounded_prefix("a b c", 10, RULE), "a b c");
+        assert_eq!(bounded_prefix("", 10, RULE), "");
+    }
+
+    #[test]
+    fn long_texts_are_cut_at_a_split_past_enough_words() {
+        let text = "word ".repeat(100);
+        let cut = bounded_prefix(&text, 10, RULE);
+        assert!(cut.len() < text.len());
+        assert_eq!(cut.split_whitespace().count(), 11);
+        let zh = "好".repeat(100);
+        let cut = bounded_prefix(&zh, 10, RULE);
+        assert_eq!(cut.chars().count(), 11);
+        // Without CJK splitting, a run of CJK is one word: nothing to cut at.
+        let plain = CutRule {
+            cjk: false,
+            punct: false,
+        };
+        assert_eq!(bounded_prefix(&zh, 10, plain), zh);
+        // Punctuation splits under BERT's pre-tokenizer: each mark is a word.
+        let p = "a,".repeat(100);
+        assert!(bounded_prefix(&p, 10, RULE).len() < 30);
+        assert_eq!(bounded_prefix(&p, 10, plain), p);
+        // Control characters alone make no word.
+        let ctl = "\u{1}\u{2} ".repeat(100);
+        assert_eq!(bounded_prefix(&ctl, 10, RULE), ctl);
+    }
 }
 
 impl BertTokenizer {

@@ -6,6 +6,8 @@
 
 use candle_core::Result;
 
+use crate::util::InvalidValue;
+
 /// What drives the decoder one position at a time.
 pub trait StepModel {
     /// Feeds one token per row and returns each row's next-token logits (f32).
@@ -60,15 +62,15 @@ impl Default for GenerationOptions {
 
 impl GenerationOptions {
     /// Checks the values a user can give; the message names the flag at fault.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), InvalidValue> {
         if self.max_new_tokens == 0 {
             return Err("--max-new-tokens must be at least 1".into());
         }
         if self.min_new_tokens > self.max_new_tokens {
-            return Err(format!(
+            return Err(InvalidValue(format!(
                 "--min-new-tokens {} exceeds --max-new-tokens {}",
                 self.min_new_tokens, self.max_new_tokens
-            ));
+            )));
         }
         if self.num_beams == 0 {
             return Err("--num-beams must be at least 1".into());
@@ -485,6 +487,6 @@ mod tests {
             min_new_tokens: 40,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().contains("--min-new-tokens"));
+        assert!(bad.validate().unwrap_err().0.contains("--min-new-tokens"));
     }
 }

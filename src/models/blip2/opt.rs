@@ -79,7 +79,8 @@ impl Opt {
                 "text_config.layer_norm_elementwise_affine = false is not supported".into(),
             ));
         }
-        let act = Activation::parse(&config.activation_function).map_err(ModelError::Usage)?;
+        let act =
+            Activation::parse(&config.activation_function).map_err(|e| ModelError::Usage(e.0))?;
         let bias = config.enable_bias;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {

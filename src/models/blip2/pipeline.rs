@@ -10,7 +10,7 @@ use image::RgbImage;
 use crate::imaging::ImageProcessorConfig;
 use crate::models::ModelError;
 
-use super::{Blip2, Blip2LoadOptions, ImageFeatures};
+use super::model::{Blip2, Blip2LoadOptions, ImageFeatures};
 
 pub struct Captioner {
     pub model: Blip2,

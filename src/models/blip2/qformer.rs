@@ -80,7 +80,7 @@ impl QFormer {
     ) -> std::result::Result<Self, ModelError> {
         let l = l.with_dtype(DType::F32);
         let h = config.hidden_size;
-        let act = Activation::parse(&config.hidden_act).map_err(ModelError::Usage)?;
+        let act = Activation::parse(&config.hidden_act).map_err(|e| ModelError::Usage(e.0))?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let m = format!("qformer.encoder.layer.{i}");

@@ -36,7 +36,7 @@ impl VisionModel {
         let h = config.hidden_size;
         let p = config.patch_size;
         let patches = (config.image_size / p).pow(2);
-        let act = Activation::parse(&config.hidden_act).map_err(ModelError::Usage)?;
+        let act = Activation::parse(&config.hidden_act).map_err(|e| ModelError::Usage(e.0))?;
         let patch = l.tensor(
             "vision_model.embeddings.patch_embedding.weight",
             &[h, 3, p, p],

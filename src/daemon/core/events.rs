@@ -1,0 +1,85 @@
+//! What goes into the daemon's core and what comes out of it. The loop in [`crate::daemon`]
+//! turns the outside world (the broker connection, the engine thread, decoding workers, timers,
+//! signals) into [`Event`]s and carries out the [`Action`]s, in order.
+
+use image::RgbImage;
+
+use super::answers::Answered;
+use crate::daemon::jobs::{Done, JobId, Work};
+use crate::health::{ProcessMemory, SystemFacts};
+use crate::mqtt::link::{Ack, InMessage};
+use crate::mqtt::spool::OutMessage;
+
+#[derive(Debug)]
+pub enum Event {
+    /// The broker accepted the connection.
+    Connected { session_present: bool },
+    /// The connection dropped (the loop retries by itself).
+    Disconnected,
+    /// SUBACK: how many of the filters the broker refused.
+    Subscribed { refused: usize },
+    /// A message on one of the subscriptions.
+    Message(InMessage),
+    /// A decoding worker finished a request's image.
+    Decoded {
+        job: JobId,
+        image: Result<RgbImage, String>,
+    },
+    /// The engine finished a batch.
+    BatchDone(Done),
+    /// The engine thread is gone: what it held will never be answered by it.
+    EngineGone,
+    /// Time passed: batches and captions may be due.
+    Tick,
+    /// Time for the health report; the loop read these figures.
+    Health(HealthInputs),
+    /// SIGTERM or SIGINT: answer what is in hand, take nothing new.
+    Stop,
+}
+
+/// What the loop measured for a health report.
+#[derive(Debug, Clone, Default)]
+pub struct HealthInputs {
+    /// Unix time, seconds.
+    pub ts: u64,
+    pub system: SystemFacts,
+    pub memory: ProcessMemory,
+    pub outbox: OutboxFigures,
+}
+
+/// The outbox's side of health.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboxFigures {
+    pub in_memory: usize,
+    pub spooled: usize,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    /// Queue a message; `ack` is the request it answers, acknowledged once it is safe.
+    Publish {
+        msg: OutMessage,
+        ack: Option<Ack>,
+    },
+    /// Acknowledge a request now (a redelivery of one already answered and safe).
+    Ack(Ack),
+    Subscribe(Vec<String>),
+    /// Hand a batch to the engine.
+    Submit(Work),
+    /// Decode a request's `image_b64` off the loop.
+    Decode {
+        job: JobId,
+        b64: String,
+    },
+    /// Tell systemd the daemon is ready, with a status line.
+    Ready(String),
+    /// Tell systemd the daemon is stopping.
+    Stopping,
+    /// Answer an HTTP request, by the server's number for it.
+    Respond {
+        request: u64,
+        answered: Answered,
+    },
+}

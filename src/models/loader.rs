@@ -1,0 +1,156 @@
+//! Turns checkpoint names into layers, for every model here: `vb.pp("name")` the candle way, over
+//! a [`WeightSource`] (float checkpoint or GGUF), with the device, float dtype and quantization
+//! of the model being built.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::layers::LayerNorm;
+use super::linear::BaseLinear;
+use super::runtime::Quant;
+use super::source::WeightSource;
+use super::ModelError;
+
+/// A hook that may replace a float linear weight before it is quantized (LoRA merging). Receives
+/// the module's name without the loader's prefix (`encoder.layer.0.attention.self.query`).
+pub type WeightHook<'a> = &'a dyn Fn(&str, Tensor) -> Result<Tensor, ModelError>;
+
+pub struct Loader<'a> {
+    pub source: &'a WeightSource,
+    /// Prepended to every name (`bert.` for `BertFor*` checkpoints).
+    pub prefix: String,
+    pub device: Device,
+    pub dtype: DType,
+    pub quant: Quant,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(source: &'a WeightSource, device: Device, dtype: DType, quant: Quant) -> Self {
+        Self {
+            source,
+            prefix: String::new(),
+            device,
+            dtype,
+            quant,
+        }
+    }
+
+    /// The same loader under a name prefix.
+    pub fn with_prefix(&self, prefix: &str) -> Loader<'a> {
+        Loader {
+            source: self.source,
+            prefix: format!("{}{prefix}", self.prefix),
+            device: self.device.clone(),
+            dtype: self.dtype,
+            quant: self.quant,
+        }
+    }
+
+    /// The same loader with another float dtype (the Q-Former stays f32, as in transformers).
+    pub fn with_dtype(&self, dtype: DType) -> Loader<'a> {
+        Loader {
+            source: self.source,
+            prefix: self.prefix.clone(),
+            device: self.device.clone(),
+            dtype,
+            quant: self.quant,
+        }
+    }
+
+    fn full(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.source.contains(&self.full(name))
+    }
+
+    pub fn tensor_error(&self, name: &str, reason: String) -> ModelError {
+        self.source.tensor_error(&self.full(name), reason)
+    }
+
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
+        self.source
+            .float(&self.full(name), shape, self.dtype, &self.device)
+    }
+
+    /// LayerNorm weights under `weight`/`bias`, or the `gamma`/`beta` of old TF-converted files.
+    pub fn layer_norm(&self, module: &str, size: usize, eps: f64) -> Result<LayerNorm, ModelError> {
+        let (w, b) =
+            if self.has(&format!("{module}.weight")) || !self.has(&format!("{module}.gamma")) {
+                ("weight", "bias")
+            } else {
+                ("gamma", "beta")
+            };
+        Ok(LayerNorm {
+            weight: self.tensor(&format!("{module}.{w}"), &[size])?,
+            bias: self.tensor(&format!("{module}.{b}"), &[size])?,
+            eps: eps as f32,
+        })
+    }
+
+    /// A linear layer, quantized as `quant` asks when its input dimension allows.
+    pub fn linear(
+        &self,
+        module: &str,
+        out_dim: usize,
+        in_dim: usize,
+        bias: bool,
+    ) -> Result<BaseLinear, ModelError> {
+        self.linear_hooked(module, out_dim, in_dim, bias, None)
+    }
+
+    /// [`Self::linear`] with the float weight passed through `hook` first.
+    pub fn linear_hooked(
+        &self,
+        module: &str,
+        out_dim: usize,
+        in_dim: usize,
+        bias: bool,
+        hook: Option<WeightHook>,
+    ) -> Result<BaseLinear, ModelError> {
+        let bias = if bias {
+            Some(self.tensor(&format!("{module}.bias"), &[out_dim])?)
+        } else {
+            None
+        };
+        let named = hook.map(|h| move |w: Tensor| h(module, w));
+        self.linear_inner(
+            module,
+            out_dim,
+            in_dim,
+            bias,
+            named.as_ref().map(|f| f as _),
+        )
+    }
+
+    /// A linear layer whose bias the caller assembled (ViT's `q_bias`/`v_bias`).
+    pub fn linear_with_bias(
+        &self,
+        module: &str,
+        out_dim: usize,
+        in_dim: usize,
+        bias: Option<Tensor>,
+    ) -> Result<BaseLinear, ModelError> {
+        self.linear_inner(module, out_dim, in_dim, bias, None)
+    }
+
+    fn linear_inner(
+        &self,
+        module: &str,
+        out_dim: usize,
+        in_dim: usize,
+        bias: Option<Tensor>,
+        hook: Option<&dyn Fn(Tensor) -> Result<Tensor, ModelError>>,
+    ) -> Result<BaseLinear, ModelError> {
+        self.source.linear(
+            &self.full(&format!("{module}.weight")),
+            out_dim,
+            in_dim,
+            bias,
+            self.quant,
+            self.dtype,
+            &self.device,
+            hook,
+        )
+    }
+}
