@@ -15,9 +15,9 @@ impl V4l2Source {
         _pixel_format: Option<PixelFormat>,
         _fps: f64,
     ) -> Result<Self, CaptureError> {
-        Err(format!(
+        Err(CaptureError(format!(
             "/dev/video{index}: this landfall was built without V4L2 support; rebuild it with `--features v4l2`"
-        ))
+        )))
     }
 
     pub fn grab(&mut self) -> Result<RgbImage, CaptureError> {

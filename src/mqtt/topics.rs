@@ -4,6 +4,26 @@
 
 use crate::wire::Task;
 
+/// A camera setting that can be changed over MQTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraSetting {
+    /// Periodic captions on or off: `ON` / `OFF`.
+    Captions,
+    /// Seconds between periodic captions.
+    Interval,
+}
+
+impl CameraSetting {
+    pub const ALL: [CameraSetting; 2] = [Self::Captions, Self::Interval];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Captions => "captions",
+            Self::Interval => "interval",
+        }
+    }
+}
+
 /// Every topic of one device, built once from the config.
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -109,6 +129,31 @@ impl Topics {
         format!("{}/camera/{camera}/caption", self.device)
     }
 
+    /// `P/camera/<cam>/<setting>`: where a camera setting's state is published (retained).
+    pub fn camera_setting(&self, camera: &str, setting: CameraSetting) -> String {
+        format!("{}/camera/{camera}/{}", self.device, setting.as_str())
+    }
+
+    /// The filters of the camera settings' `.../set` topics (Home Assistant's switch and number
+    /// entities command through them).
+    pub fn control_subscriptions(&self) -> Vec<String> {
+        CameraSetting::ALL
+            .iter()
+            .map(|s| format!("{}/camera/+/{}/set", self.device, s.as_str()))
+            .collect()
+    }
+
+    /// The camera and setting a `P/camera/<cam>/<setting>/set` topic commands.
+    pub fn camera_control<'t>(&self, topic: &'t str) -> Option<(&'t str, CameraSetting)> {
+        let rest = topic.strip_prefix(&self.device)?.strip_prefix("/camera/")?;
+        let rest = rest.strip_suffix("/set")?;
+        let (camera, setting) = rest.rsplit_once('/')?;
+        let setting = CameraSetting::ALL
+            .into_iter()
+            .find(|s| s.as_str() == setting)?;
+        (!camera.is_empty() && !camera.contains('/')).then_some((camera, setting))
+    }
+
     /// Whether a message on `topic` is a classify request (own or fleet).
     pub fn is_classify_request(&self, topic: &str) -> bool {
         topic == self.classify_request || self.fleet_classify_topic.as_deref() == Some(topic)
@@ -118,6 +163,33 @@ impl Topics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn camera_controls_are_read_from_their_set_topics() {
+        let t = Topics::new("landfall", "cam1", None);
+        assert_eq!(
+            t.camera_control("landfall/cam1/camera/door/captions/set"),
+            Some(("door", CameraSetting::Captions))
+        );
+        assert_eq!(
+            t.camera_control("landfall/cam1/camera/door/interval/set"),
+            Some(("door", CameraSetting::Interval))
+        );
+        assert_eq!(t.camera_control("landfall/cam1/camera/door/captions"), None);
+        assert_eq!(
+            t.camera_control("landfall/cam2/camera/door/captions/set"),
+            None
+        );
+        assert_eq!(
+            t.camera_control("landfall/cam1/camera/a/b/captions/set"),
+            None
+        );
+        assert_eq!(
+            t.camera_setting("door", CameraSetting::Interval),
+            "landfall/cam1/camera/door/interval"
+        );
+        assert_eq!(t.control_subscriptions().len(), 2);
+    }
 
     #[test]
     fn topics_follow_prefix_device_and_fleet() {

@@ -10,7 +10,7 @@ use crate::wire::{ErrorCode, ErrorReply, RequestId, ONLINE};
 
 use super::answers::AnswerSpec;
 use super::records::RequestJob;
-use super::redelivery::{fingerprint, Redeliveries, Seen};
+use super::redelivery::{fingerprint, Fingerprint, Redeliveries, Seen};
 
 #[derive(Debug)]
 pub enum Intake {
@@ -21,7 +21,11 @@ pub enum Intake {
         homeassistant_online: bool,
     },
     /// A DUP copy of a request seen before.
-    Again { seen: Seen, ack: Option<Ack> },
+    Again {
+        seen: Seen,
+        fingerprint: Fingerprint,
+        ack: Option<Ack>,
+    },
     /// Stopping with a persistent session: neither answered nor acknowledged, the broker keeps
     /// it for the next run.
     Leave,
@@ -56,7 +60,11 @@ pub fn read(m: InMessage, r: &Reader) -> Intake {
     };
     let fp = fingerprint(&m);
     if let Some(seen) = r.redeliveries.lookup(m.dup, fp) {
-        return Intake::Again { seen, ack: m.ack };
+        return Intake::Again {
+            seen,
+            fingerprint: fp,
+            ack: m.ack,
+        };
     }
     if r.draining && r.persistent_session && m.ack.is_some() {
         return Intake::Leave;

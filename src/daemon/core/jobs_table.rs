@@ -97,6 +97,11 @@ impl<T> JobTable<T> {
         self.scheduler.capacity()
     }
 
+    /// Whether a new interactive job would be queued now (none parked ahead of it).
+    pub fn has_room(&self) -> bool {
+        self.parked.is_empty() && self.scheduler.has_room(Priority::Interactive)
+    }
+
     /// Queues a recorded job for the engine. A broker-held job that finds the queues full is
     /// parked (up to the park limit); otherwise it comes back as [`Full`] to be refused.
     pub fn admit(

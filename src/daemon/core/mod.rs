@@ -12,7 +12,9 @@
 //! May not touch: sockets, files, threads, the clock. Those are the loop's.
 
 mod answers;
+mod backlog;
 mod cameras;
+mod controls;
 mod decodes;
 mod events;
 mod health;
@@ -20,6 +22,7 @@ mod intake;
 mod jobs_table;
 mod records;
 mod redelivery;
+mod replies;
 mod routing;
 mod session;
 #[cfg(test)]
@@ -30,17 +33,18 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::{CaptionerConfig, HomeAssistantConfig};
-use crate::daemon::jobs::{Answer, BatchKey, Done, Input, JobError, JobId, ReplyTo};
+use crate::daemon::jobs::{BatchKey, Done, Input, JobError, JobId};
 use crate::daemon::metrics::Metrics;
 use crate::daemon::scheduler::Priority;
 use crate::models::status::ModelStatus;
-use crate::mqtt::link::{Ack, InMessage};
+use crate::mqtt::link::InMessage;
 use crate::mqtt::topics::Topics;
 use crate::wire::requests::Request;
-use crate::wire::{ErrorCode, ErrorReply};
+use crate::wire::ErrorCode;
 
+use answers::AnswerSpec;
 pub use answers::Answered;
-use answers::{answer, result_message, AnswerSpec};
+use backlog::Backlog;
 pub use cameras::CameraView;
 use cameras::Cameras;
 use decodes::Decodes;
@@ -52,10 +56,12 @@ use records::{JobKind, RequestJob};
 use redelivery::{Redeliveries, Seen, REMEMBERED};
 use routing::classifier_for;
 
-/// Broker requests that may wait unacknowledged for room in the scheduler, at least: more than
-/// the in-flight window the daemon asks MQTT 5 brokers for, and than common 3.1.1 brokers' own
-/// (mosquitto 20, EMQX 32), so a backlog is never refused, only slowed.
+/// Decoded broker requests (uploads past their decoding) that may wait unacknowledged for room
+/// in the scheduler, at least.
 const MIN_PARKED: usize = 128;
+/// Payload bytes of broker requests held back while the queues are full, at least (see
+/// [`backlog`]); beyond this, and 8 times the payload limit, requests are refused `overloaded`.
+const MIN_BACKLOG_BYTES: usize = 64 << 20;
 
 pub struct Core {
     topics: Topics,
@@ -66,6 +72,7 @@ pub struct Core {
     jobs: JobTable<JobKind>,
     engine_alive: bool,
     decodes: Decodes,
+    backlog: Backlog,
     redeliveries: Redeliveries,
     pub metrics: Metrics,
     classifiers: Vec<ModelStatus>,
@@ -114,6 +121,7 @@ impl Core {
             ),
             engine_alive: true,
             decodes: Decodes::default(),
+            backlog: Backlog::new(MIN_BACKLOG_BYTES.max(setup.max_payload.saturating_mul(8))),
             redeliveries: Redeliveries::new(REMEMBERED),
             metrics: Metrics::new(now),
             adapter_versions: vec![None; setup.classifiers.len()],
@@ -149,7 +157,7 @@ impl Core {
 
     /// Every job answered (or, for broker requests at a stop, left to the broker).
     pub fn is_drained(&self) -> bool {
-        self.jobs.is_empty()
+        self.jobs.is_empty() && self.backlog.is_empty()
     }
 
     /// When [`Event::Tick`] has work to do: the next batch or periodic caption due.
@@ -177,7 +185,7 @@ impl Core {
                 if refused > 0 {
                     tracing::error!(
                         "the broker refused {refused} of the subscriptions {:?}; check its ACLs (and, for mqtt.fleet_group, that it supports shared subscriptions)",
-                        self.topics.subscriptions()
+                        self.subscriptions()
                     );
                 }
                 self.subscribed = true;
@@ -193,6 +201,10 @@ impl Core {
                     tracing::info!("stopping: answering the requests in hand, then going offline");
                     self.draining = true;
                     self.actions.push(Action::Stopping);
+                    if self.persistent_session {
+                        // Not taken yet: left unacknowledged for the broker's next delivery.
+                        self.backlog.take_all();
+                    }
                 }
             }
         }
@@ -200,6 +212,12 @@ impl Core {
     }
 
     fn on_message(&mut self, m: InMessage, now: Instant) {
+        if let Some((camera, setting)) = self.topics.camera_control(&m.topic) {
+            let camera = camera.to_string();
+            self.on_camera_control(&camera, setting, &m.payload, now);
+            return self.ack_now(m.ack);
+        }
+        let bytes = m.payload.len();
         let reader = intake::Reader {
             topics: &self.topics,
             max_payload: self.max_payload,
@@ -218,9 +236,16 @@ impl Core {
                 }
                 self.ack_now(ack);
             }
-            Intake::Again { seen, ack } => {
+            Intake::Again {
+                seen,
+                fingerprint,
+                ack,
+            } => {
                 self.metrics.redeliveries += 1;
                 match seen {
+                    Seen::Held => {
+                        self.backlog.renew(fingerprint, ack);
+                    }
                     // The earlier delivery's ack belonged to a connection that is gone.
                     Seen::Working(job) => {
                         if let Some(JobKind::Request(r)) =
@@ -240,8 +265,35 @@ impl Core {
             }
             Intake::Take(job, request) => {
                 self.metrics.requests += 1;
-                self.accept(job, request, now);
+                let full = !self.backlog.is_empty() || !self.jobs.has_room();
+                if !(full && job.ack.is_some() && self.backlog.fits(bytes)) {
+                    return self.accept(job, request, now);
+                }
+                // The broker holds it: wait for room rather than refuse it.
+                if let Some(fp) = job.fingerprint {
+                    self.redeliveries.record(fp, Seen::Held);
+                }
+                self.backlog.hold(job, request, bytes);
             }
+        }
+    }
+
+    /// Everything the daemon subscribes to: requests, and the camera settings' commands.
+    fn subscriptions(&self) -> Vec<String> {
+        let mut subs = self.topics.subscriptions();
+        if !self.cameras.is_empty() {
+            subs.extend(self.topics.control_subscriptions());
+        }
+        subs
+    }
+
+    /// Takes held requests while the queues have room.
+    fn take_backlog(&mut self, now: Instant) {
+        while self.jobs.has_room() {
+            let Some((job, request)) = self.backlog.next() else {
+                return;
+            };
+            self.accept(job, request, now);
         }
     }
 
@@ -288,8 +340,16 @@ impl Core {
         }
     }
 
-    /// Hands due batches to the engine while it has room.
+    /// Hands due batches to the engine while it has room; held requests then take the room.
     fn dispatch(&mut self, now: Instant) {
+        self.submit_due(now);
+        if !self.backlog.is_empty() && self.jobs.has_room() {
+            self.take_backlog(now);
+            self.submit_due(now);
+        }
+    }
+
+    fn submit_due(&mut self, now: Instant) {
         for work in self.jobs.due_batches(now, self.draining) {
             if self.engine_alive {
                 self.actions.push(Action::Submit(work));
@@ -342,91 +402,20 @@ impl Core {
         }
     }
 
-    /// A job's outcome: its answer to its requester, or its camera's caption.
-    fn finish(&mut self, id: JobId, outcome: Result<Answer, JobError>, now: Instant) {
-        let Some(job) = self.jobs.take(id) else {
-            return;
-        };
-        let latency_ms = now.saturating_duration_since(job.received).as_secs_f64() * 1000.0;
-        match job.record {
-            JobKind::Request(r) => {
-                self.metrics.record_latency(r.task.as_str(), latency_ms);
-                if let Err(JobError::Failed(why)) = &outcome {
-                    tracing::error!("request {} failed in the model: {why}", r.id);
-                }
-                let answered = answer(
-                    r.id.clone(),
-                    r.spec.clone(),
-                    outcome,
-                    latency_ms,
-                    &self.classifiers,
-                    &self.captioner_name,
-                );
-                self.send(r, answered);
-            }
-            JobKind::Caption { camera, seq, ts } => {
-                self.metrics.record_latency("camera_caption", latency_ms);
-                self.cameras.release(camera);
-                self.on_camera_caption(camera, seq, ts, latency_ms, outcome);
-            }
-        }
-    }
-
-    /// Answers a job that never reached the model.
-    fn fail_job(&mut self, id: JobId, code: ErrorCode, message: &str) {
-        self.decodes.forget(id);
-        let Some(job) = self.jobs.take(id) else {
-            return;
-        };
-        match job.record {
-            JobKind::Request(r) => self.refuse(r, code, message.to_string()),
-            JobKind::Caption { camera, .. } => {
-                tracing::debug!("caption of camera {camera} not run: {message}");
-                self.cameras.release(camera);
-            }
-        }
-    }
-
-    fn refuse(&mut self, job: RequestJob, code: ErrorCode, message: String) {
-        let answered = Answered::Error(ErrorReply::new(job.id.clone(), code, message));
-        self.send(job, answered);
-    }
-
-    /// Sends a request its answer, with its ack.
-    fn send(&mut self, job: RequestJob, answered: Answered) {
-        if let Some(code) = answered.code() {
-            self.metrics.errors += 1;
-            tracing::debug!("answering {} with {code:?}", job.id);
-        }
-        if let Some(fp) = job.fingerprint {
-            self.redeliveries.record(fp, Seen::Answered);
-        }
-        match job.reply {
-            ReplyTo::Mqtt {
-                topic,
-                correlation_data,
-            } => match result_message(&topic, correlation_data, &answered) {
-                Some(msg) => self.actions.push(Action::Publish { msg, ack: job.ack }),
-                // Not serializable (never for these types): the request stays unacknowledged
-                // and comes back with the next connection.
-                None => {}
-            },
-            ReplyTo::Http(request) => self.actions.push(Action::Respond { request, answered }),
-        }
-    }
-
-    /// Acknowledges a message that needs no answer.
-    fn ack_now(&mut self, ack: Option<Ack>) {
-        if let Some(ack) = ack {
-            self.actions.push(Action::Ack(ack));
-        }
-    }
-
     /// At the end of a stop that ran out of time: what was not answered gets its due. A broker
     /// request with a persistent session is left unacknowledged, so the broker delivers it
     /// again after the restart; anything else is answered `overloaded`.
     pub fn abandon_unfinished(&mut self) {
         self.decodes.clear();
+        for (job, _) in self.backlog.take_all() {
+            if !self.persistent_session {
+                self.refuse(
+                    job,
+                    ErrorCode::Overloaded,
+                    "this device stopped before running the request; send it again".into(),
+                );
+            }
+        }
         for job in self.jobs.take_all() {
             if let JobKind::Request(r) = job.record {
                 if self.persistent_session && r.ack.is_some() {

@@ -21,6 +21,8 @@ pub const REMEMBERED: usize = 8192;
 /// What became of a request seen before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
+    /// Waiting for room in the backlog (not a job yet).
+    Held,
     /// Still being worked on, as this job.
     Working(JobId),
     /// Answered (the answer is queued or delivered).

@@ -24,11 +24,11 @@ impl Core {
         self.connected = true;
         if !session_present || !self.subscribed {
             self.subscribed = false;
-            self.actions
-                .push(Action::Subscribe(self.topics.subscriptions()));
+            self.actions.push(Action::Subscribe(self.subscriptions()));
         }
         // The Last Will may have marked us offline while we were away.
         self.publish_control(status_message(&self.topics.status, ONLINE.to_string()));
+        self.publish_all_camera_settings();
         self.publish_discovery();
         if !self.ready_sent {
             self.ready_sent = true;
@@ -63,7 +63,7 @@ impl Core {
             cameras,
             camera_totals,
             queues: QueueDepths {
-                interactive: self.jobs.depth(Priority::Interactive),
+                interactive: self.jobs.depth(Priority::Interactive) + self.backlog.len(),
                 periodic: self.jobs.depth(Priority::Periodic),
                 engine: self.jobs.in_engine(),
                 ..QueueDepths::default()

@@ -256,6 +256,20 @@ fn from_vocab(vocab: &Path, settings: &TokenizerSettings) -> Result<Tokenizer, M
     Ok(tokenizer)
 }
 
+impl BertTokenizer {
+    /// Truncates to `max_length` tokens from now on.
+    pub fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError> {
+        self.inner
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
+            .map_err(|e| ModelError::Tokenize(e.to_string()))?;
+        self.max_length = max_length;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,19 +307,5 @@ mod tests {
         // Control characters alone make no word.
         let ctl = "\u{1}\u{2} ".repeat(100);
         assert_eq!(bounded_prefix(&ctl, 10, RULE), ctl);
-    }
-}
-
-impl BertTokenizer {
-    /// Truncates to `max_length` tokens from now on.
-    pub fn set_max_length(&mut self, max_length: usize) -> Result<(), ModelError> {
-        self.inner
-            .with_truncation(Some(TruncationParams {
-                max_length,
-                ..Default::default()
-            }))
-            .map_err(|e| ModelError::Tokenize(e.to_string()))?;
-        self.max_length = max_length;
-        Ok(())
     }
 }

@@ -15,7 +15,7 @@ use super::*;
 use crate::camera::Shared;
 use crate::classifier::Prediction;
 use crate::config::Config;
-use crate::daemon::jobs::{Labelled, VisionAnswer, Work};
+use crate::daemon::jobs::{Answer, Labelled, VisionAnswer, Work};
 use crate::models::status::ModelState;
 use crate::models::status::ModelStatus;
 use crate::mqtt::link::{Ack, InMessage};

@@ -254,3 +254,65 @@ fn health_goes_out_only_while_connected() {
     h.event(Event::Health(HealthInputs::default()));
     assert!(sent(&h.actions()).is_empty());
 }
+
+#[test]
+fn camera_settings_change_from_mqtt_without_a_restart() {
+    let mut h = harness(true, true);
+    h.event(Event::Subscribed { refused: 0 });
+    h.event(Event::Connected {
+        session_present: false,
+    });
+    let a = h.actions();
+    let subs = a.iter().find_map(|a| match a {
+        Action::Subscribe(s) => Some(s.clone()),
+        _ => None,
+    });
+    assert!(subs
+        .unwrap()
+        .contains(&format!("{P}/camera/+/captions/set")));
+    let s = sent(&a);
+    let state = |s: &[Sent], what: &str| {
+        s.iter()
+            .find(|m| m.topic == format!("{P}/camera/door/{what}"))
+            .map(|m| m.json.clone())
+    };
+    assert_eq!(state(&s, "captions"), Some(Value::Null), "ON is not JSON");
+    h.cameras[0]
+        .mailbox
+        .put(Arc::new(image::RgbImage::new(4, 4)), SystemTime::now());
+    // Off: the due caption does not happen.
+    let ack = Ack { epoch: 1, pkid: 77 };
+    h.message(
+        &format!("{P}/camera/door/captions/set"),
+        "OFF",
+        Some(ack),
+        false,
+    );
+    let a = h.actions();
+    assert!(a.iter().any(|a| matches!(a, Action::Ack(x) if *x == ack)));
+    let off = a.iter().any(|a| {
+        matches!(a, Action::Publish { msg, .. } if msg.topic.ends_with("/captions") && msg.payload == "OFF" && msg.retain)
+    });
+    assert!(off);
+    h.later(10_005);
+    assert_eq!(submits(&h.actions()), 0);
+    assert_eq!(h.core.next_deadline(), None);
+    // On again, every 2 s.
+    h.message(&format!("{P}/camera/door/interval/set"), "2", None, false);
+    h.message(&format!("{P}/camera/door/captions/set"), "ON", None, false);
+    let s = sent(&h.actions());
+    assert_eq!(state(&s, "interval").and_then(|v| v.as_f64()), Some(2.0));
+    h.later(2_000);
+    h.later(5);
+    let s = sent(&h.step());
+    assert_eq!(s[0].topic, format!("{P}/camera/door/caption"));
+    // Nonsense changes nothing, and the state is said again.
+    h.message(
+        &format!("{P}/camera/door/interval/set"),
+        "soon",
+        None,
+        false,
+    );
+    let s = sent(&h.actions());
+    assert_eq!(state(&s, "interval").and_then(|v| v.as_f64()), Some(2.0));
+}
