@@ -1,4 +1,4 @@
-//! The command line (`../shared/contract.md`), clap derive. Parsing only: the work is in
+//! The command line (the README's "Commands" tables), clap derive. Parsing only: the work is in
 //! [`crate::commands`].
 
 use std::path::PathBuf;

@@ -1,26 +1,33 @@
-//! landfall: a daemon that lands large models on the edge. It runs QLoRA-tuned BERT text
-//! classifiers (and, as it lands, BLIP-2 captioning and VQA) with candle on Jetson-class devices
+//! landfall: a daemon that lands large models on the edge. It runs BLIP-2 (captions and visual
+//! question answering) and QLoRA-tuned BERT text classifiers with candle on Jetson-class devices
 //! and answers over MQTT.
 //!
 //! # Layout
-//! - [`cli`]: the command line (clap), parsing only.
-//! - [`commands`]: one module per subcommand; maps failures to the contract's exit codes.
-//! - [`models`]: device/dtype/quantization ([`models::runtime`]), checkpoint reading
-//!   ([`models::weights`]), float-or-quantized linear layers ([`models::linear`]), BERT
-//!   ([`models::bert`]), PEFT LoRA ([`models::lora`]), BLIP-2 ([`models::blip2`]) and GGUF
-//!   files ([`models::gguf`]).
-//! - [`prompts`]: named BLIP-2 prompt templates.
-//! - [`classifier`]: a shared base + adapter + labels = a classifier; input readers and metrics.
+//! Leaves first: each module uses only those above it in this list (`tests/layering.rs` checks
+//! that no two modules, and no two of these folders, import each other).
+//! - [`util`]: retry delays, the error of values that do not parse.
 //! - [`health`]: process and system figures: CPU, memory, and the Jetson facts (board, GPU
-//!   load, EMC, thermal zones, power mode) for the health topic.
-//! - [`logging`]: journald under systemd, else stderr.
-//! - [`config`]: the daemon's TOML config, raw then validated.
-//! - [`daemon`]: `landfall run`: the working loop, the engine thread, the scheduler.
-//! - [`mqtt`]: the broker connection, delivery bookkeeping, offline queue, topics and payloads.
+//!   load, EMC, thermal zones, power mode).
+//! - [`wire`]: the JSON of requests, answers and health, shared by every transport.
 //! - [`imaging`]: image input for BLIP-2: decode (JPEG/PNG/WebP, EXIF, limits) and the
 //!   transformers-exact resize/normalize into `pixel_values`.
-//! - [`hub`]: `landfall models pull`/`pin`: the pinned model manifest, verified resumable
-//!   downloads from the Hugging Face Hub.
+//! - [`prompts`]: named BLIP-2 prompt templates.
+//! - [`models`]: where a model runs ([`models::runtime`]), where its weights come from
+//!   ([`models::source`]: checkpoint or GGUF, read through one [`models::loader::Loader`]),
+//!   float-or-quantized linear layers, BERT, PEFT LoRA, BLIP-2, `quantize`, and each model's
+//!   load status ([`models::status`]).
+//! - [`classifier`]: a shared base + adapter + labels = a classifier; input readers and metrics.
+//! - [`camera`]: capture threads and their latest-frame mailboxes (V4L2, files, test pattern).
+//! - [`config`]: the daemon's TOML config, raw then validated.
+//! - [`mqtt`]: the broker connection, delivery bookkeeping and offline queue, topic names, Home
+//!   Assistant discovery, the embedded broker.
+//! - [`daemon`]: `landfall run`: the core (every decision, no I/O), the engine thread that owns
+//!   the models, the scheduler, and the loop that carries out the core's actions.
+//! - [`hub`]: `landfall models pull`/`pin`: the model manifest, verified resumable downloads from
+//!   the Hugging Face Hub.
+//! - [`logging`]: journald under systemd, else stderr.
+//! - [`cli`]: the command line (clap), parsing only.
+//! - [`commands`]: one module per subcommand; maps failures to exit codes 1 and 2.
 
 pub mod camera;
 pub mod classifier;

@@ -382,6 +382,47 @@ fn no_import_cycles_between_top_level_modules() {
     );
 }
 
+/// The top-level modules in the order `src/lib.rs`'s "# Layout" lists them.
+fn layout_order() -> Vec<String> {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    lib.lines()
+        .filter_map(|l| l.strip_prefix("//! - [`"))
+        .filter_map(|l| l.split('`').next())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn top_level_modules_use_only_those_listed_before_them() {
+    let tree = read_tree();
+    let order = layout_order();
+    let tops: BTreeSet<String> = tree
+        .modules
+        .keys()
+        .filter(|m| m.len() == 2)
+        .map(|m| m[1].clone())
+        .collect();
+    let listed: BTreeSet<String> = order.iter().cloned().collect();
+    assert_eq!(listed, tops, "src/lib.rs's Layout must list every top-level module once");
+    let rank = |m: &str| order.iter().position(|o| o == m).unwrap();
+    let mut wrong = Vec::new();
+    for (a, targets) in &tree.edges {
+        for b in targets {
+            if a.len() < 2 || b.len() < 2 || a[1] == b[1] {
+                continue;
+            }
+            if rank(&b[1]) > rank(&a[1]) {
+                wrong.push(format!("{} uses {}", show(a), show(b)));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "src/lib.rs's Layout says each module uses only those above it:\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn the_checker_sees_a_cycle_when_there_is_one() {
     let m = |s: &str| vec![s.to_string()];
