@@ -40,6 +40,102 @@ pub enum Command {
     /// The default model set from the Hugging Face Hub (models/manifest.toml): pull or pin it.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Adapter updates over TUF: the operator's repository, the device's checks and rollback.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdapterCommand {
+    /// Make signing keys (one Ed25519 key per TUF role) and an empty signed repository.
+    InitRepo(InitRepoArgs),
+    /// Add a classifier's adapter as a new version: bundle, targets, snapshot and timestamp signed.
+    Publish(PublishArgs),
+    /// Re-sign the short-lived timestamp (run it from cron, daily).
+    Timestamp(TimestampArgs),
+    /// The device's checks without a daemon: TUF, the bundle, the base, the canary.
+    Verify(VerifyArgs),
+    /// On a device: go back to the previous accepted version, and never take this one again.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// The repository directory (metadata/ and targets/), served as it is by any static server.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// The signing keys directory (root.pk8, targets.pk8, snapshot.pk8, timestamp.pk8).
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InitRepoArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The classifier's name, as devices' configs name it.
+    #[arg(long)]
+    pub classifier: String,
+    /// The PEFT adapter directory (adapter_config.json, adapter_model.safetensors, config.json).
+    #[arg(long, value_name = "DIR")]
+    pub adapter: PathBuf,
+    /// The base it was trained on; its weights' sha256 goes into the bundle.
+    #[arg(long, value_name = "DIR")]
+    pub base: PathBuf,
+    /// The version [default: one above the highest the repository has].
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Labelled texts (text,label) the adapter must classify on the device before it serves.
+    #[arg(long, value_name = "FILE", requires = "min_accuracy")]
+    pub canary: Option<PathBuf>,
+    /// The canary accuracy the adapter must reach (0 to 1).
+    #[arg(long, requires = "canary")]
+    pub min_accuracy: Option<f64>,
+    /// Label names by id, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct TimestampArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// How long the new timestamp lasts: "7d", "24h", ... ("0s": expired at once).
+    #[arg(long, default_value = "7d")]
+    pub expires: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The repository: https://..., http://..., file://... or a directory.
+    #[arg(long, value_name = "URL|DIR")]
+    pub repository: String,
+    /// The trusted root.json.
+    #[arg(long, value_name = "FILE")]
+    pub root: PathBuf,
+    #[arg(long)]
+    pub classifier: String,
+    /// The base the device runs: its weights must be the bundle's, and the adapter must load on
+    /// it and pass its canary.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[arg(long)]
+    pub classifier: String,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Which config file `run` and `check-config` read.
@@ -167,9 +263,10 @@ pub struct ClassifierArgs {
     /// BERT base model directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
     #[arg(long, value_name = "DIR")]
     pub base: PathBuf,
-    /// PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors).
+    /// PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) [default:
+    /// none: the base is a fine-tuned BertForSequenceClassification, used with its own head].
     #[arg(long, value_name = "DIR")]
-    pub adapter: PathBuf,
+    pub adapter: Option<PathBuf>,
     /// Label names by id, comma-separated [default: id2label of the adapter dir's config.json, else LABEL_i].
     #[arg(long, value_delimiter = ',')]
     pub labels: Option<Vec<String>>,

@@ -17,6 +17,8 @@
 //!   float-or-quantized linear layers, BERT, PEFT LoRA, BLIP-2, `quantize`, and each model's
 //!   load status ([`models::status`]).
 //! - [`classifier`]: a shared base + adapter + labels = a classifier; input readers and metrics.
+//! - [`updates`]: adapter updates over TUF: the device's client, bundle checks and state, and
+//!   the operator's `init-repo`/`publish`/`timestamp`.
 //! - [`camera`]: capture threads and their latest-frame mailboxes (V4L2, files, test pattern).
 //! - [`config`]: the daemon's TOML config, raw then validated.
 //! - [`mqtt`]: the broker connection, delivery bookkeeping and offline queue, topic names, Home
@@ -42,5 +44,6 @@ pub mod logging;
 pub mod models;
 pub mod mqtt;
 pub mod prompts;
+pub mod updates;
 pub mod util;
 pub mod wire;

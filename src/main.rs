@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => commands::run::check_config(args),
         Command::Models(ModelsCommand::Pull(args)) => commands::models::pull(args),
         Command::Models(ModelsCommand::Pin(args)) => commands::models::pin(args),
+        Command::Adapter(cmd) => commands::adapter::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -403,7 +403,10 @@ fn top_level_modules_use_only_those_listed_before_them() {
         .map(|m| m[1].clone())
         .collect();
     let listed: BTreeSet<String> = order.iter().cloned().collect();
-    assert_eq!(listed, tops, "src/lib.rs's Layout must list every top-level module once");
+    assert_eq!(
+        listed, tops,
+        "src/lib.rs's Layout must list every top-level module once"
+    );
     let rank = |m: &str| order.iter().position(|o| o == m).unwrap();
     let mut wrong = Vec::new();
     for (a, targets) in &tree.edges {

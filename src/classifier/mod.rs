@@ -3,6 +3,7 @@
 //! [`BaseCache`] keeps one copy of each base (per directory, device, dtype and quantization), so
 //! several classifiers on bert-base-chinese cost one base in memory.
 
+pub mod evaluate;
 pub mod input;
 pub mod metrics;
 
@@ -133,11 +134,57 @@ fn load_base(
 
 pub struct Classifier {
     base: Arc<SharedBase>,
-    adapter: LoraAdapter,
+    /// The LoRA adapter; `None` for a fine-tuned checkpoint that classifies by itself.
+    adapter: Option<LoraAdapter>,
     pub labels: Vec<String>,
 }
 
 impl Classifier {
+    /// A classifier from a base and an adapter, or (`adapter_dir` `None`) from a fine-tuned
+    /// `BertForSequenceClassification` checkpoint alone.
+    pub fn open(
+        base_dir: &Path,
+        adapter_dir: Option<&Path>,
+        opts: &ClassifierOptions,
+        cache: &mut BaseCache,
+    ) -> Result<Self, ModelError> {
+        match adapter_dir {
+            Some(adapter) => Self::load(base_dir, adapter, opts, cache),
+            None => Self::load_finetuned(base_dir, opts, cache),
+        }
+    }
+
+    /// A fine-tuned sequence classifier used as is: its `classifier.*` head, its pooler, and
+    /// the labels of its `config.json` (`id2label`).
+    pub fn load_finetuned(
+        base_dir: &Path,
+        opts: &ClassifierOptions,
+        cache: &mut BaseCache,
+    ) -> Result<Self, ModelError> {
+        let base = cache.get(base_dir, opts)?;
+        let Some(head) = base.model.head() else {
+            return Err(ModelError::Missing {
+                dir: base_dir.to_path_buf(),
+                what: "classification head",
+                looked_for: "classifier.weight (a fine-tuned BertForSequenceClassification); for a plain base give --adapter".into(),
+            });
+        };
+        if !base.model.has_pooler() {
+            return Err(ModelError::Missing {
+                dir: base_dir.to_path_buf(),
+                what: "pooler weights",
+                looked_for: "bert.pooler.dense.*".into(),
+            });
+        }
+        let num_labels = head.out_dim();
+        let labels = resolve_labels(opts.labels.clone(), base_dir, num_labels)?;
+        Ok(Self {
+            base,
+            adapter: None,
+            labels,
+        })
+    }
+
     /// Loads the adapter at `adapter_dir` on the base at `base_dir`, sharing the base through
     /// `cache` unless the adapter is merged.
     pub fn load(
@@ -178,21 +225,22 @@ impl Classifier {
         let labels = resolve_labels(opts.labels.clone(), adapter_dir, adapter.num_labels)?;
         Ok(Self {
             base,
-            adapter,
+            adapter: Some(adapter),
             labels,
         })
     }
 
+    /// The adapter's directory, or the base's for a fine-tuned checkpoint.
     pub fn adapter_dir(&self) -> &Path {
-        &self.adapter.dir
+        self.adapter.as_ref().map_or(&self.base.dir, |a| &a.dir)
     }
 
     pub fn base(&self) -> &SharedBase {
         &self.base
     }
 
-    pub fn adapter(&self) -> &LoraAdapter {
-        &self.adapter
+    pub fn adapter(&self) -> Option<&LoraAdapter> {
+        self.adapter.as_ref()
     }
 
     /// Logits `[texts][labels]` for texts run as one padded batch.
@@ -203,10 +251,20 @@ impl Classifier {
         let enc = self.base.tokenizer.encode_batch(texts)?;
         let model = &self.base.model;
         let (ids, mask) = model.batch_tensors(&enc.ids, &enc.mask)?;
-        let deltas: &dyn LinearDeltas = &self.adapter;
+        let (deltas, pooler, head): (&dyn LinearDeltas, _, _) = match &self.adapter {
+            Some(a) => (a, a.pooler.as_ref(), &a.head),
+            None => match model.head() {
+                Some(head) => (&(), None, head),
+                None => {
+                    return Err(ModelError::Usage(
+                        "this classifier has neither an adapter nor a head".into(),
+                    ))
+                }
+            },
+        };
         let hidden = model.encode(&ids, &mask, deltas)?;
-        let pooled = model.pool(&hidden, self.adapter.pooler.as_ref(), deltas)?;
-        let logits = self.adapter.head.forward(&pooled)?;
+        let pooled = model.pool(&hidden, pooler, deltas)?;
+        let logits = head.forward(&pooled)?;
         Ok(logits.to_dtype(DType::F32)?.to_vec2()?)
     }
 

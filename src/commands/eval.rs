@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use super::{load_classifier, CliError};
+use crate::classifier::evaluate::{gold_ids, predict};
 use crate::classifier::input::read_rows;
 use crate::classifier::metrics::evaluate;
 use crate::cli::EvalArgs;
@@ -17,29 +18,8 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
     }
     let classifier = load_classifier(&args.classifier)?;
     let labels = &classifier.labels;
-    let mut gold = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let raw = row.label.as_deref().unwrap_or_default().trim();
-        let id = labels
-            .iter()
-            .position(|l| l == raw)
-            .or_else(|| raw.parse::<usize>().ok().filter(|i| *i < labels.len()))
-            .ok_or_else(|| {
-                CliError::usage(format!(
-                    "{}:{}: label {raw:?} is neither a label name ({}) nor an id below {}",
-                    args.data.display(),
-                    row.line,
-                    labels.join(", "),
-                    labels.len()
-                ))
-            })?;
-        gold.push(id);
-    }
-    let mut predicted = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(args.classifier.batch_size as usize) {
-        let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
-        predicted.extend(classifier.classify(&texts)?.into_iter().map(|p| p.label_id));
-    }
+    let gold = gold_ids(&rows, labels, &args.data)?;
+    let predicted = predict(&classifier, &rows, args.classifier.batch_size as usize)?;
     let report = evaluate(&gold, &predicted, labels);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -1,6 +1,7 @@
 //! What each subcommand does. Every command returns a [`CliError`] that carries the exit code of
 //! the contract: 1 runtime failure, 2 bad usage, config or input.
 
+pub mod adapter;
 pub mod bench;
 pub mod bench_caption;
 pub mod caption;
@@ -85,9 +86,9 @@ pub fn load_classifier(args: &ClassifierArgs) -> Result<Classifier, CliError> {
         labels: args.labels.clone(),
     };
     let mut cache = BaseCache::default();
-    Ok(Classifier::load(
+    Ok(Classifier::open(
         &args.base,
-        &args.adapter,
+        args.adapter.as_deref(),
         &opts,
         &mut cache,
     )?)

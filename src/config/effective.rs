@@ -65,11 +65,12 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
                 RawClassifier {
                     name: sp(k.name.clone()),
                     base: path(&k.base),
-                    adapter: path(&k.adapter),
+                    adapter: k.adapter.as_deref().and_then(path),
                     labels: k.labels.clone().and_then(sp),
                     quant: sp(k.quant.to_string()),
                     device: sp(k.device.to_string()),
                     dtype: k.dtype.and_then(|d| sp(d.as_str().to_string())),
+                    updates: sp(k.follow_updates),
                 },
             )
         })
@@ -111,5 +112,18 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
         .collect();
     raw.homeassistant.enabled = sp(c.homeassistant.enabled);
     raw.homeassistant.discovery_prefix = sp(c.homeassistant.discovery_prefix.clone());
+    raw.updates = c.updates.as_ref().map(|u| {
+        Spanned::new(
+            0..0,
+            super::raw::RawUpdates {
+                repository: sp(u.repository.clone()),
+                root: path(&u.root),
+                interval: sp(DurationText(
+                    u.interval.map_or_else(|| "0s".to_string(), format_duration),
+                )),
+                dir: path(&u.dir),
+            },
+        )
+    });
     raw
 }

@@ -12,6 +12,7 @@ mod vision;
 
 use std::path::Path;
 
+pub use duration::parse_duration;
 pub use settings::*;
 
 impl Config {

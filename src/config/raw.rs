@@ -41,6 +41,22 @@ pub struct RawConfig {
     pub cameras: Vec<Spanned<RawCamera>>,
     #[serde(default)]
     pub homeassistant: RawHomeAssistant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<Spanned<RawUpdates>>,
+}
+
+/// `[updates]`: where signed adapter updates come from.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpdates {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Sp<DurationText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Sp<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -140,6 +156,9 @@ pub struct RawClassifier {
     pub device: Sp<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dtype: Sp<String>,
+    /// Follow the update repository (when `[updates]` is set); default true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates: Sp<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

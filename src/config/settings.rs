@@ -51,6 +51,21 @@ pub struct Config {
     /// In file order; the first is the default for requests that name no camera.
     pub cameras: Vec<CameraConfig>,
     pub homeassistant: HomeAssistantConfig,
+    /// Signed adapter updates; `None` without `[updates]`.
+    pub updates: Option<UpdatesConfig>,
+}
+
+/// `[updates]`: a TUF repository of adapter bundles.
+#[derive(Debug, Clone)]
+pub struct UpdatesConfig {
+    /// `https://...`, `http://...`, `file://...` or a directory.
+    pub repository: String,
+    /// The trusted root metadata, installed out of band.
+    pub root: PathBuf,
+    /// How often to check; `None`: only when an announcement says so.
+    pub interval: Option<Duration>,
+    /// The update state, the TUF datastore and installed bundles.
+    pub dir: PathBuf,
 }
 
 /// BLIP-2, for captions and visual questions.
@@ -158,12 +173,15 @@ pub struct ModelsConfig {
 pub struct ClassifierConfig {
     pub name: String,
     pub base: PathBuf,
-    pub adapter: PathBuf,
+    /// The PEFT LoRA adapter; `None`: the base is a fine-tuned sequence classifier by itself.
+    pub adapter: Option<PathBuf>,
     pub labels: Option<Vec<String>>,
     pub quant: Quant,
     pub device: DeviceChoice,
     /// `None`: f16 on CUDA, f32 on CPU.
     pub dtype: Option<FloatType>,
+    /// Takes adapter updates when `[updates]` is set.
+    pub follow_updates: bool,
 }
 
 /// The machine's hostname, made safe as one MQTT topic level.

@@ -91,7 +91,7 @@ fn full_config_is_read_and_resolved() {
     assert_eq!(c.scheduler.max_wait, Duration::from_millis(20));
     let k = &c.classifiers[0];
     assert_eq!(k.base, PathBuf::from("/opt/models/bert"));
-    assert_eq!(k.adapter, PathBuf::from("/abs/adapter"));
+    assert_eq!(k.adapter, Some(PathBuf::from("/abs/adapter")));
     assert_eq!(k.quant, Quant::Q8_0);
     assert_eq!(k.dtype, Some(FloatType::F16));
 }

@@ -11,7 +11,7 @@ use super::ctx::{span_of, Ctx};
 use super::raw::{Embedded, RawClassifier, RawConfig, RawTls, Sp};
 use super::settings::{
     hostname, ClassifierConfig, Config, ConfigError, HealthConfig, ModelsConfig, MqttConfig,
-    Protocol, QueueConfig, SchedulerConfig, TlsConfig,
+    Protocol, QueueConfig, SchedulerConfig, TlsConfig, UpdatesConfig,
 };
 use super::vision;
 
@@ -103,6 +103,11 @@ pub(super) fn from_raw(raw: RawConfig, text: &str, file: &str) -> Result<Config,
     let templates = vision::templates(&cx, &raw.templates)?;
     let cameras = vision::cameras(&cx, &raw.cameras)?;
     let homeassistant = vision::homeassistant(&cx, &raw.homeassistant)?;
+    let updates = raw
+        .updates
+        .as_ref()
+        .map(|u| updates(&cx, u, &models.dir))
+        .transpose()?;
     Ok(Config {
         mqtt,
         health,
@@ -114,6 +119,53 @@ pub(super) fn from_raw(raw: RawConfig, text: &str, file: &str) -> Result<Config,
         templates,
         cameras,
         homeassistant,
+        updates,
+    })
+}
+
+fn updates(
+    cx: &Ctx,
+    u: &Spanned<super::raw::RawUpdates>,
+    models: &Path,
+) -> Result<UpdatesConfig, ConfigError> {
+    let raw = u.get_ref();
+    let _ = models;
+    let repository = cx
+        .string(&raw.repository, "updates.repository")?
+        .ok_or_else(|| {
+            cx.err(
+                u.span(),
+                "updates.repository",
+                "required: the TUF repository's URL (https://...) or directory",
+            )
+        })?;
+    let root = cx.string(&raw.root, "updates.root")?.ok_or_else(|| {
+        cx.err(
+            u.span(),
+            "updates.root",
+            "required: the trusted root.json, installed out of band",
+        )
+    })?;
+    let root = std::path::absolute(&root).unwrap_or_else(|_| PathBuf::from(&root));
+    if !root.is_file() {
+        return Err(cx.err(
+            span_of(&raw.root),
+            "updates.root",
+            format!(
+                "{}: no such file (copy the repository's 1.root.json here)",
+                root.display()
+            ),
+        ));
+    }
+    let interval = cx.duration(&raw.interval, "updates.interval", Duration::from_secs(900))?;
+    let dir = cx
+        .string(&raw.dir, "updates.dir")?
+        .map_or_else(crate::updates::default_dir, PathBuf::from);
+    Ok(UpdatesConfig {
+        repository,
+        root,
+        interval: (!interval.is_zero()).then_some(interval),
+        dir: std::path::absolute(&dir).unwrap_or(dir),
     })
 }
 
@@ -313,11 +365,7 @@ fn classifier(
         std::path::absolute(&joined).unwrap_or(joined)
     };
     let base = resolve(required(&c.base, "base", "the BERT base model directory")?);
-    let adapter = resolve(required(
-        &c.adapter,
-        "adapter",
-        "the PEFT LoRA adapter directory",
-    )?);
+    let adapter = cx.string(&c.adapter, &f("adapter"))?.map(resolve);
     let labels = match &c.labels {
         Some(l) if l.get_ref().is_empty() || l.get_ref().iter().any(|s| s.trim().is_empty()) => {
             return Err(cx.err(
@@ -336,5 +384,6 @@ fn classifier(
         quant: cx.parsed(&c.quant, &f("quant"))?.unwrap_or_default(),
         device: cx.parsed(&c.device, &f("device"))?.unwrap_or_default(),
         dtype: cx.parsed(&c.dtype, &f("dtype"))?,
+        follow_updates: c.updates.as_ref().is_none_or(|u| *u.get_ref()),
     })
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
+use std::path::PathBuf;
+
 use crate::classifier::Prediction;
+use crate::updates::Code;
 
 /// One accepted request (or periodic caption), from admission to its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,6 +26,8 @@ pub enum BatchKey {
     Classify(usize),
     /// The captioner (captions and questions).
     Vision,
+    /// A new adapter for the classifier at this index (loaded, canary-tested, swapped in).
+    Adapter(usize),
 }
 
 /// Where an answer goes.
@@ -53,6 +58,7 @@ pub struct VisionInput {
 pub enum Input {
     Classify(String),
     Vision(VisionInput),
+    Adapter(AdapterChange),
 }
 
 /// A batch for one model.
@@ -68,7 +74,46 @@ pub enum Work {
         batch: BatchId,
         items: Vec<(JobId, VisionInput)>,
     },
+    /// One adapter change: the batches handed over before it run on the old adapter, those
+    /// after on the new one.
+    Adapter {
+        batch: BatchId,
+        classifier: usize,
+        job: JobId,
+        change: AdapterChange,
+    },
 }
+
+/// An adapter to serve instead of the current one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterChange {
+    /// The update version; `None` for the adapter the config names.
+    pub version: Option<u64>,
+    /// The bundle's directory; `None`: the configured adapter.
+    pub dir: Option<PathBuf>,
+    /// Label names the bundle gives.
+    pub labels: Option<Vec<String>>,
+    /// Labelled texts it must classify well enough before it serves.
+    pub canary: Option<CanarySpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanarySpec {
+    pub file: PathBuf,
+    pub min_accuracy: f64,
+}
+
+/// A swap that happened: the adapter now serving and its canary's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Swapped {
+    pub version: Option<u64>,
+    /// Canary accuracy and its size, when there was a canary.
+    pub canary: Option<(f64, usize)>,
+}
+
+/// What an adapter change came to: the swap, or the update code and reason it failed with (the
+/// old adapter serving on).
+pub type AdapterOutcome = Result<Swapped, (Code, String)>;
 
 /// A classification and which adapter gave it.
 #[derive(Debug, Clone)]
@@ -91,6 +136,7 @@ pub struct VisionAnswer {
 pub enum Answer {
     Label(Labelled),
     Vision(VisionAnswer),
+    Adapter(AdapterOutcome),
 }
 
 /// Why a job got no answer from the model; each kind maps to one of the interface's codes.

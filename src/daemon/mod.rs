@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod scheduler;
 pub mod systemd;
+pub mod updater;
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -65,6 +66,8 @@ struct Hands {
     /// The connection the link is on; acks of earlier ones are void.
     epoch: u64,
     decoded: mpsc::UnboundedSender<(JobId, Result<image::RgbImage, String>)>,
+    /// To the updater task, when adapter updates are on.
+    updater: Option<mpsc::UnboundedSender<updater::FromLoop>>,
     offline_acked: bool,
     /// Connection attempts failed in a row (logged loudly at first, then sparingly).
     failures: u32,
@@ -100,6 +103,16 @@ impl Hands {
                         let _ = tx.send((job, image));
                     });
                 }
+                Action::CheckUpdates => self.to_updater(updater::FromLoop::Check),
+                Action::AdapterDone {
+                    classifier,
+                    version,
+                    result,
+                } => self.to_updater(updater::FromLoop::Done {
+                    classifier,
+                    version,
+                    result,
+                }),
                 Action::Ready(status) => systemd::ready(&status),
                 Action::Stopping => systemd::stopping(),
                 // No HTTP server in this loop yet: nothing can have asked.
@@ -107,6 +120,12 @@ impl Hands {
             }
         }
         engine_gone
+    }
+
+    fn to_updater(&self, msg: updater::FromLoop) {
+        if let Some(tx) = &self.updater {
+            let _ = tx.send(msg);
+        }
     }
 
     fn ack(&self, ack: Ack) {
@@ -232,12 +251,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let (engine, loaded) = Engine::start(
-        config.classifiers.clone(),
-        config.captioner.clone(),
-        done_tx,
-    )
-    .await?;
+    // What each classifier serves: its configured adapter, or the update it accepted last.
+    let specs = updater::plan_start(&config.classifiers, config.updates.as_ref());
+    let adapter_versions: Vec<Option<u64>> = specs
+        .iter()
+        .map(|s| s.update.as_ref().and_then(|u| u.version))
+        .collect();
+    let (engine, loaded) = Engine::start(specs.clone(), config.captioner.clone(), done_tx).await?;
+    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+    let updater = match &config.updates {
+        Some(u) if specs.iter().any(|s| s.config.follow_updates) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = updater::Updater::new(u.clone(), &specs, updates_tx, rx);
+            tokio::spawn(task.run());
+            Some(tx)
+        }
+        _ => {
+            drop(updates_tx);
+            None
+        }
+    };
     let mqtt = &config.mqtt;
     if let Some(listen) = mqtt.embedded_listen {
         broker::start(listen, mqtt.protocol, mqtt.max_payload_bytes.get())?;
@@ -286,6 +319,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 })
                 .collect(),
             homeassistant: config.homeassistant.clone(),
+            adapter_versions,
+            updates: updater.is_some(),
         },
         Instant::now(),
     );
@@ -296,6 +331,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         engine,
         epoch: 0,
         decoded: decoded_tx,
+        updater,
         offline_acked: false,
         failures: 0,
     };
@@ -338,6 +374,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             },
             Some((job, image)) = decoded_rx.recv() => event = Some(Event::Decoded { job, image }),
+            Some(msg) = updates_rx.recv() => event = Some(match msg {
+                updater::ToLoop::Change { classifier, change } => {
+                    Event::AdapterChange { classifier, change }
+                }
+                updater::ToLoop::State(report) => Event::AdapterState(report),
+            }),
             () = sleep_until(due.unwrap_or_else(far)), if due.is_some() => event = Some(Event::Tick),
             _ = health.tick() => event = Some(Event::Health(health_inputs(&mut system, &hands))),
             _ = watchdog.tick(), if watchdog_every.is_some() => systemd::watchdog(),

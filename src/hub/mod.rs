@@ -13,7 +13,6 @@ mod progress;
 mod transfer;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use progress::Progress;
@@ -123,12 +122,8 @@ impl Hub {
                 "HF_ENDPOINT {endpoint:?} is not an http:// or https:// URL (e.g. {DEFAULT_ENDPOINT})"
             )));
         }
-        let tls = tls_config()
-            .map_err(|e| HubError::Usage(format!("cannot set up TLS for the Hub: {e}")))?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .user_agent(concat!("landfall/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
+        let client = crate::util::http::client_builder()
+            .map_err(|e| HubError::Usage(format!("cannot set up TLS for the Hub: {e}")))?
             // An idle timeout, not a total one: a 10 GB shard may take an hour, but a connection
             // that sends nothing for a minute has stalled and is retried with Range.
             .read_timeout(Duration::from_secs(60))
@@ -207,17 +202,6 @@ impl Hub {
 
 /// rustls with the aws-lc-rs provider that rumqttc's rustls already uses, and Mozilla's roots
 /// (built in, so a Jetson image without a CA bundle can still reach the Hub).
-fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 /// Percent-encodes one URL path segment (revision names such as `refs/pr/1` contain slashes).
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -229,33 +213,6 @@ fn encode_segment(s: &str) -> String {
         }
     }
     out
-}
-
-/// An error and its causes on one line, without the URL reqwest repeats in its own message and
-/// without hyper's wrappers that say nothing to a user ("client error (Connect)").
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    const WRAPPERS: [&str; 3] = [
-        "error sending request",
-        "client error (Connect)",
-        "client error (SendRequest)",
-    ];
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = next {
-        let mut text = err.to_string();
-        if let Some(url) = e.url() {
-            text = text.replace(&format!(" for url ({url})"), "");
-        }
-        // A cause whose text the previous part already includes adds nothing.
-        if !WRAPPERS.contains(&text.as_str()) && !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    if parts.is_empty() {
-        return e.to_string();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use reqwest::{Response, StatusCode};
 use sha2::{Digest, Sha256};
 
 use super::progress::FileProgress;
-use super::{describe, Hub, HubError};
+use super::{Hub, HubError};
+use crate::util::hex;
+use crate::util::http::describe;
 
 /// Where received bytes go.
 pub(crate) trait Sink {
@@ -39,10 +41,6 @@ impl Received {
 }
 
 /// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Why a try failed, when another try may do better.
 struct Retry {
     reason: String,

@@ -47,6 +47,14 @@ impl GgufStore {
         self.content.tensor_infos.contains_key(name)
     }
 
+    /// The shape of tensor `name`, in the usual row-major order.
+    pub fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.content
+            .tensor_infos
+            .get(name)
+            .map(|t| t.shape.dims().to_vec())
+    }
+
     pub fn metadata_str(&self, key: &str) -> Option<&str> {
         self.content
             .metadata

@@ -56,6 +56,14 @@ impl BaseLinear {
         })
     }
 
+    /// Rows of the weight: the layer's output size.
+    pub fn out_dim(&self) -> usize {
+        match self {
+            Self::Float { weight, .. } => weight.dims().first().copied().unwrap_or(0),
+            Self::Quantized { out_dim, .. } => *out_dim,
+        }
+    }
+
     /// Bytes the weight occupies in memory (for health and the benchmark's report).
     pub fn weight_bytes(&self) -> usize {
         match self {

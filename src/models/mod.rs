@@ -29,3 +29,9 @@ pub fn first_line(message: &str) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// Checks that `path` is a safetensors file with a sound header (every tensor's dtype, shape and
+/// byte range valid), without reading its tensors.
+pub fn safetensors_header(path: &std::path::Path) -> Result<(), ModelError> {
+    safetensors::SafetensorsFile::open(path).map(|_| ())
+}

@@ -67,6 +67,14 @@ impl WeightSource {
         }
     }
 
+    /// The shape of tensor `name`, if the source has it.
+    pub fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        match self {
+            Self::Checkpoint(store) => store.dims(name),
+            Self::Gguf(gguf) => gguf.dims(name),
+        }
+    }
+
     pub fn is_gguf(&self) -> bool {
         matches!(self, Self::Gguf(_))
     }

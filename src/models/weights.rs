@@ -109,6 +109,17 @@ impl WeightStore {
         }
     }
 
+    /// The shape of tensor `name`, if the checkpoint has it.
+    pub fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        match &self.backing {
+            Backing::Safetensors { files, index } => index
+                .get(name)
+                .and_then(|&i| files[i].tensors().get(name))
+                .map(|t| t.shape.clone()),
+            Backing::Loaded(map) => map.get(name).map(|t| t.dims().to_vec()),
+        }
+    }
+
     /// Reads `name`, checks its shape and converts it to `dtype` on `device`.
     pub fn get(
         &self,

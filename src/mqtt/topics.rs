@@ -47,6 +47,10 @@ pub struct Topics {
     fleet_vision: Vec<(String, String, Task)>,
     /// Home Assistant's birth topic (`<discovery_prefix>/status`), when discovery is on.
     pub homeassistant_status: Option<String>,
+    /// `P/adapters/announce` and `<topic_prefix>/fleet/adapters/announce`: check for updates now.
+    pub adapters_announce: [String; 2],
+    /// `P/adapters/state`, retained.
+    pub adapters_state: String,
 }
 
 impl Topics {
@@ -78,6 +82,11 @@ impl Topics {
                 })
                 .unwrap_or_default(),
             homeassistant_status: None,
+            adapters_announce: [
+                format!("{device}/adapters/announce"),
+                format!("{topic_prefix}/fleet/adapters/announce"),
+            ],
+            adapters_state: format!("{device}/adapters/state"),
             device,
         }
     }
@@ -141,6 +150,11 @@ impl Topics {
             .iter()
             .map(|s| format!("{}/camera/+/{}/set", self.device, s.as_str()))
             .collect()
+    }
+
+    /// Whether `topic` is one of the update announcements.
+    pub fn is_adapters_announce(&self, topic: &str) -> bool {
+        self.adapters_announce.iter().any(|t| t == topic)
     }
 
     /// The camera and setting a `P/camera/<cam>/<setting>/set` topic commands.

@@ -5,10 +5,11 @@
 use image::RgbImage;
 
 use super::answers::Answered;
-use crate::daemon::jobs::{Done, JobId, Work};
+use crate::daemon::jobs::{AdapterChange, Done, JobId, Swapped, Work};
 use crate::health::{ProcessMemory, SystemFacts};
 use crate::mqtt::link::{Ack, InMessage};
 use crate::mqtt::spool::OutMessage;
+use crate::updates::UpdateError;
 
 #[derive(Debug)]
 pub enum Event {
@@ -35,6 +36,13 @@ pub enum Event {
     Health(HealthInputs),
     /// SIGTERM or SIGINT: answer what is in hand, take nothing new.
     Stop,
+    /// The updater has an adapter for `classifier` to load, test and swap in.
+    AdapterChange {
+        classifier: String,
+        change: AdapterChange,
+    },
+    /// The updater's report for `P/adapters/state` (JSON).
+    AdapterState(String),
 }
 
 /// What the loop measured for a health report.
@@ -81,5 +89,13 @@ pub enum Action {
     Respond {
         request: u64,
         answered: Answered,
+    },
+    /// An announcement says the update repository changed: check it now.
+    CheckUpdates,
+    /// An adapter change the updater asked for is done (swapped in, or refused).
+    AdapterDone {
+        classifier: String,
+        version: Option<u64>,
+        result: Result<Swapped, UpdateError>,
     },
 }

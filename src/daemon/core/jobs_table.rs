@@ -141,8 +141,23 @@ impl<T> JobTable<T> {
             let Some(batch) = self.scheduler.next_batch(now, drain) else {
                 break;
             };
-            self.next_batch += 1;
-            let id = BatchId(self.next_batch);
+            if let BatchKey::Adapter(classifier) = batch.key {
+                // One change per engine item: each is its own swap.
+                for q in batch.items {
+                    if let Input::Adapter(change) = q.input {
+                        let id = self.new_batch_id();
+                        out.push(Work::Adapter {
+                            batch: id,
+                            classifier,
+                            job: q.job,
+                            change,
+                        });
+                        self.in_engine.insert(id, vec![q.job]);
+                    }
+                }
+                continue;
+            }
+            let id = self.new_batch_id();
             let jobs: Vec<JobId> = batch.items.iter().map(|q| q.job).collect();
             out.push(match batch.key {
                 BatchKey::Classify(classifier) => Work::Classify {
@@ -153,7 +168,7 @@ impl<T> JobTable<T> {
                         .into_iter()
                         .filter_map(|q| match q.input {
                             Input::Classify(text) => Some((q.job, text)),
-                            Input::Vision(_) => None,
+                            _ => None,
                         })
                         .collect(),
                 },
@@ -164,10 +179,11 @@ impl<T> JobTable<T> {
                         .into_iter()
                         .filter_map(|q| match q.input {
                             Input::Vision(v) => Some((q.job, v)),
-                            Input::Classify(_) => None,
+                            _ => None,
                         })
                         .collect(),
                 },
+                BatchKey::Adapter(_) => continue,
             });
             // Every job of the batch is owed an answer, whatever the engine sends back.
             self.in_engine.insert(id, jobs);
@@ -183,6 +199,11 @@ impl<T> JobTable<T> {
             }
         }
         out
+    }
+
+    fn new_batch_id(&mut self) -> BatchId {
+        self.next_batch += 1;
+        BatchId(self.next_batch)
     }
 
     /// The jobs of a batch the engine finished; `None` for a batch it was never given.

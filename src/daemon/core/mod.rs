@@ -11,6 +11,7 @@
 //!
 //! May not touch: sockets, files, threads, the clock. Those are the loop's.
 
+mod adapters;
 mod answers;
 mod backlog;
 mod cameras;
@@ -86,6 +87,10 @@ pub struct Core {
     cameras: Cameras,
     homeassistant: HomeAssistantConfig,
     has_temperature: bool,
+    /// Adapter updates are on (announcements are listened to).
+    updates: bool,
+    /// The updater's last `P/adapters/state` report, sent again on each connect.
+    last_adapter_state: Option<String>,
     connected: bool,
     subscribed: bool,
     connected_before: bool,
@@ -124,7 +129,7 @@ impl Core {
             backlog: Backlog::new(MIN_BACKLOG_BYTES.max(setup.max_payload.saturating_mul(8))),
             redeliveries: Redeliveries::new(REMEMBERED),
             metrics: Metrics::new(now),
-            adapter_versions: vec![None; setup.classifiers.len()],
+            adapter_versions: setup.adapter_versions,
             classifiers: setup.classifiers,
             captioner: setup.captioner,
             captioner_name,
@@ -133,6 +138,8 @@ impl Core {
             cameras,
             homeassistant: setup.homeassistant,
             has_temperature: false,
+            updates: setup.updates,
+            last_adapter_state: None,
             connected: false,
             subscribed: false,
             connected_before: false,
@@ -196,6 +203,10 @@ impl Core {
             Event::EngineGone => self.on_engine_gone(now),
             Event::Tick => self.periodic_captions(now),
             Event::Health(inputs) => self.publish_health(inputs, now),
+            Event::AdapterChange { classifier, change } => {
+                self.on_adapter_change(classifier, change, now)
+            }
+            Event::AdapterState(report) => self.publish_adapter_state(report),
             Event::Stop => {
                 if !self.draining {
                     tracing::info!("stopping: answering the requests in hand, then going offline");
@@ -212,6 +223,13 @@ impl Core {
     }
 
     fn on_message(&mut self, m: InMessage, now: Instant) {
+        if self.topics.is_adapters_announce(&m.topic) {
+            // A hint, never trusted: the check itself goes through TUF.
+            if self.updates {
+                self.actions.push(Action::CheckUpdates);
+            }
+            return self.ack_now(m.ack);
+        }
         if let Some((camera, setting)) = self.topics.camera_control(&m.topic) {
             let camera = camera.to_string();
             self.on_camera_control(&camera, setting, &m.payload, now);
@@ -284,6 +302,9 @@ impl Core {
         if !self.cameras.is_empty() {
             subs.extend(self.topics.control_subscriptions());
         }
+        if self.updates {
+            subs.extend(self.topics.adapters_announce.iter().cloned());
+        }
         subs
     }
 
@@ -318,7 +339,7 @@ impl Core {
     fn new_job(&mut self, now: Instant, kind: JobKind) -> JobId {
         let (fingerprint, held) = match &kind {
             JobKind::Request(r) => (r.fingerprint, r.ack.is_some()),
-            JobKind::Caption { .. } => (None, false),
+            JobKind::Caption { .. } | JobKind::Adapter { .. } => (None, false),
         };
         let id = self.jobs.create(kind, now, held);
         if let Some(fp) = fingerprint {
@@ -357,7 +378,8 @@ impl Core {
             }
             let batch = match &work {
                 crate::daemon::jobs::Work::Classify { batch, .. }
-                | crate::daemon::jobs::Work::Vision { batch, .. } => *batch,
+                | crate::daemon::jobs::Work::Vision { batch, .. }
+                | crate::daemon::jobs::Work::Adapter { batch, .. } => *batch,
             };
             for job in self.jobs.finished_batch(batch).unwrap_or_default() {
                 let gone = JobError::Failed("the model engine stopped; restart the daemon".into());

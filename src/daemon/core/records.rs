@@ -35,6 +35,10 @@ pub struct CoreSetup {
     pub templates: BTreeMap<String, String>,
     pub cameras: Vec<CameraView>,
     pub homeassistant: HomeAssistantConfig,
+    /// The update versions serving at start, per classifier.
+    pub adapter_versions: Vec<Option<u64>>,
+    /// Adapter updates are on: listen for announcements.
+    pub updates: bool,
 }
 
 /// The core's record of a job, from admission to its answer.
@@ -46,6 +50,11 @@ pub enum JobKind {
         camera: usize,
         seq: u64,
         ts: SystemTime,
+    },
+    /// An adapter change for classifier `classifier`, asked for by the updater.
+    Adapter {
+        classifier: usize,
+        version: Option<u64>,
     },
 }
 

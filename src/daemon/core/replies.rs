@@ -42,6 +42,10 @@ impl Core {
                 self.cameras.release(camera);
                 self.on_camera_caption(camera, seq, ts, latency_ms, outcome);
             }
+            JobKind::Adapter {
+                classifier,
+                version,
+            } => self.on_adapter_done(classifier, version, outcome),
         }
     }
 
@@ -56,6 +60,13 @@ impl Core {
             JobKind::Caption { camera, .. } => {
                 tracing::debug!("caption of camera {camera} not run: {message}");
                 self.cameras.release(camera);
+            }
+            JobKind::Adapter {
+                classifier,
+                version,
+            } => {
+                let e = JobError::Failed(message.to_string());
+                self.on_adapter_done(classifier, version, Err(e));
             }
         }
     }

@@ -29,6 +29,7 @@ impl Core {
         // The Last Will may have marked us offline while we were away.
         self.publish_control(status_message(&self.topics.status, ONLINE.to_string()));
         self.publish_all_camera_settings();
+        self.republish_adapter_state();
         self.publish_discovery();
         if !self.ready_sent {
             self.ready_sent = true;

@@ -159,7 +159,7 @@ impl Core {
                     self.actions.push(Action::Publish { msg, ack: None });
                 }
             }
-            Ok(Answer::Label(_)) => tracing::error!("camera {name:?}: the engine gave a label"),
+            Ok(_) => tracing::error!("camera {name:?}: the engine gave no caption"),
             Err(e) => {
                 if self.cameras.note_failure(camera) {
                     tracing::warn!("camera {name:?}: caption failed: {e}");

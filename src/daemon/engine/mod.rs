@@ -14,10 +14,11 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{CaptionerConfig, ClassifierConfig};
-use crate::daemon::jobs::{Done, Work};
+use crate::config::CaptionerConfig;
+use crate::daemon::jobs::{Answer, Done, Work};
 use crate::models::status::ModelStatus;
 use captioner::CaptionerSlot;
+pub use classifiers::ClassifierSpec;
 use classifiers::Classifiers;
 
 /// Batches handed over and not yet taken by the thread; the daemon keeps at most this many out.
@@ -45,7 +46,7 @@ pub struct Engine {
 impl Engine {
     /// Starts the thread and waits for it to load the models; finished batches arrive on `done`.
     pub async fn start(
-        classifiers: Vec<ClassifierConfig>,
+        classifiers: Vec<ClassifierSpec>,
         captioner: CaptionerConfig,
         done: mpsc::UnboundedSender<Done>,
     ) -> Result<(Self, Loaded), EngineError> {
@@ -54,7 +55,7 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name("landfall-engine".into())
             .spawn(move || {
-                let (models, classifier_status) = Classifiers::load(&classifiers);
+                let (mut models, classifier_status) = Classifiers::load(&classifiers);
                 let (vision, captioner_status) = CaptionerSlot::load(&captioner);
                 let loaded = Loaded {
                     classifiers: classifier_status,
@@ -76,6 +77,18 @@ impl Engine {
                         Work::Vision { batch, items } => Done {
                             batch,
                             outcomes: vision.run(items),
+                        },
+                        Work::Adapter {
+                            batch,
+                            classifier,
+                            job,
+                            change,
+                        } => Done {
+                            batch,
+                            outcomes: vec![(
+                                job,
+                                Ok(Answer::Adapter(models.swap(classifier, change))),
+                            )],
                         },
                     };
                     if done.send(done_batch).is_err() {

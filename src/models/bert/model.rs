@@ -132,6 +132,9 @@ pub struct BertBase {
     embeddings: Embeddings,
     layers: Vec<EncoderLayer>,
     pooler: Option<BaseLinear>,
+    /// The `classifier` head of a fine-tuned `BertForSequenceClassification` checkpoint
+    /// (`[num_labels, hidden]`, float), when the checkpoint has one.
+    head: Option<BaseLinear>,
     device: Device,
     dtype: DType,
     quant: Quant,
@@ -226,12 +229,31 @@ impl BertBase {
         } else {
             None
         };
+        // Outside the `bert.` prefix, as BertForSequenceClassification saves it; kept float.
+        let head = match source.dims("classifier.weight").as_deref() {
+            Some(&[labels, hidden]) if hidden == h => Some(
+                Loader::new(source, opts.device.clone(), opts.dtype, Quant::None).linear(
+                    "classifier",
+                    labels,
+                    h,
+                    true,
+                )?,
+            ),
+            Some(other) => {
+                return Err(source.tensor_error(
+                    "classifier.weight",
+                    format!("shape {other:?} is not [num_labels, {h}]"),
+                ))
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             activation,
             embeddings,
             layers,
             pooler,
+            head,
             device: opts.device.clone(),
             dtype: opts.dtype,
             quant: opts.quant,
@@ -252,6 +274,11 @@ impl BertBase {
 
     pub fn has_pooler(&self) -> bool {
         self.pooler.is_some()
+    }
+
+    /// The checkpoint's own classification head (a fine-tuned sequence classifier).
+    pub fn head(&self) -> Option<&BaseLinear> {
+        self.head.as_ref()
     }
 
     /// Bytes held by the weights (embeddings, norms, linear layers).

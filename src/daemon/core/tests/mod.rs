@@ -84,6 +84,8 @@ pub(super) fn harness(captioner_loaded: bool, persistent: bool) -> Harness {
             templates: config.templates.clone(),
             cameras,
             homeassistant: config.homeassistant.clone(),
+            adapter_versions: vec![None, None],
+            updates: true,
         },
         now,
     );
@@ -191,6 +193,18 @@ pub(super) fn engine_answers(work: Work) -> Done {
                     (id, Ok(Answer::Label(label)))
                 })
                 .collect(),
+        },
+        Work::Adapter {
+            batch, job, change, ..
+        } => Done {
+            batch,
+            outcomes: vec![(
+                job,
+                Ok(Answer::Adapter(Ok(crate::daemon::jobs::Swapped {
+                    version: change.version,
+                    canary: None,
+                }))),
+            )],
         },
         Work::Vision { batch, items } => Done {
             batch,
