@@ -359,8 +359,9 @@ pub struct BenchClassifyArgs {
 pub enum ModelsCommand {
     /// Download the manifest's models (pinned commits, sha256-verified, resumable).
     Pull(ModelsPullArgs),
-    /// Resolve the manifest's revisions to commits and fill in every file's sha256 and size
-    /// (downloads each file once; needs the Hub or a mirror in HF_ENDPOINT).
+    /// Resolve the manifest's revisions to commits, pull every file into the models dir
+    /// (verified against the hashes the Hub reports) and write commit, sha256 and size into the
+    /// manifest (needs the Hub or a mirror in HF_ENDPOINT).
     Pin(ModelsPinArgs),
 }
 
@@ -389,4 +390,7 @@ pub struct ModelsPinArgs {
     /// a pinned manifest forward).
     #[arg(long, value_name = "REV")]
     pub revision: Option<String>,
+    /// Where the pulled files stay, one directory per model (the daemon's `models.dir`).
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
 }

@@ -205,6 +205,16 @@ async fn a_good_update_goes_live_between_two_requests() {
         .await;
     assert_eq!(state["active"]["version"], 1);
     assert_eq!(state["previous"], Value::Null);
+    // Health tells the same.
+    let health_topic = format!("landfall/{DEV}/health");
+    s.client.subscribe(&health_topic).await;
+    loop {
+        let h = s.client.next_on(&health_topic).await.json();
+        if h["updates"]["zh"]["active"]["version"] == 1 {
+            assert_eq!(h["models"]["zh"]["adapter_version"], 1, "{h}");
+            break;
+        }
+    }
     // A restart keeps serving the accepted update.
     s.restart_daemon().await;
     let (version, label) = s.classify(0).await;
@@ -229,20 +239,31 @@ async fn tampered_targets_and_bundles_are_refused() {
     // Set up with the server away, so no good version is taken in between.
     s.go_down().await;
     s.publish_negated(true, 0.9).await;
-    // Served bytes differ from the signed hash: one byte flipped on the server.
-    let path = s.repo.target(weights);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let good = bytes.clone();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    std::fs::write(&path, &bytes).unwrap();
-    s.server.set_down(false);
-    s.wait_attempt(outcome("hash_mismatch")).await;
-    s.still_serving_the_configured_adapter().await;
+    // Served bytes differ from the signed hash: one byte flipped on the server, in each target.
+    for file in [
+        "bundle.json",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "config.json",
+        "canary.csv",
+    ] {
+        let path = s.repo.target(&format!("adapters/zh/1/{file}"));
+        let original = std::fs::read(&path).unwrap();
+        let mut bytes = original.clone();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        s.server.set_down(false);
+        let state = s.wait_attempt(outcome("hash_mismatch")).await;
+        let reason = state["last_attempt"]["reason"].as_str().unwrap();
+        assert!(reason.contains(file), "{file}: {reason}");
+        s.go_down().await;
+        std::fs::write(&path, &original).unwrap();
+    }
     // Longer than signed, and the server keeps sending.
     s.server
         .fault(&format!("/targets/{weights}"), Fault::Endless);
-    std::fs::write(&path, &good).unwrap();
+    s.server.set_down(false);
     s.wait_attempt(outcome("too_large")).await;
     s.still_serving_the_configured_adapter().await;
     // A bundle for another classifier, signed as such.
@@ -272,7 +293,23 @@ async fn tampered_targets_and_bundles_are_refused() {
         .add_raw_target("adapters/zh/2/../../../zh/9/bundle.json", &escape)
         .await;
     s.server.set_down(false);
-    s.wait_attempt(outcome("bad_bundle")).await;
+    let state = s.wait_attempt(outcome("bad_bundle")).await;
+    assert!(state["last_attempt"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains(".."));
+    // An absolute one.
+    s.go_down().await;
+    s.repo
+        .remove_raw_target("adapters/zh/2/../../../zh/9/bundle.json")
+        .await;
+    s.repo
+        .add_raw_target("/adapters/zh/2/bundle.json", &escape)
+        .await;
+    s.server.set_down(false);
+    let state = s.wait_attempt(outcome("bad_bundle")).await;
+    let reason = state["last_attempt"]["reason"].as_str().unwrap();
+    assert!(reason.contains("/adapters/zh/2/bundle.json"), "{reason}");
     s.still_serving_the_configured_adapter().await;
 }
 

@@ -1,12 +1,15 @@
 //! `landfall models pull` and `landfall models pin` against a real HTTP server on 127.0.0.1 that
-//! plays the Hugging Face Hub (HF_ENDPOINT points the binary at it): downloads, verification,
-//! skipping what is in place, resuming with Range, offline and bad-manifest errors, pinning.
+//! plays the Hugging Face Hub (HF_ENDPOINT points the binary at it): downloads, verification
+//! against the manifest or against the hashes the Hub reports, skipping what is in place,
+//! resuming with Range, offline and bad-manifest errors, pinning.
 
 mod hub_support;
 
 use std::net::TcpListener;
 
-use hub_support::{assert_exit, content, entry, no_partial_left, sha256, stderr, Hub, Run, COMMIT};
+use hub_support::{
+    assert_exit, content, entry, git_blob_id, no_partial_left, sha256, stderr, Hub, Run, COMMIT,
+};
 
 #[test]
 fn pull_verifies_places_and_skips_what_is_in_place() {
@@ -270,31 +273,6 @@ fn bad_manifests_and_arguments_exit_2() {
         stderr(&out)
     );
 
-    let run = Run::new(&entry("m", "org/m", COMMIT, "none", &[("a.json", None)]));
-    let out = run.pull(&hub.url, &[]);
-    assert_exit(&out, 2);
-    let err = stderr(&out);
-    assert!(
-        err.contains("manifest entry m/a.json has no pinned sha256"),
-        "{err}"
-    );
-    assert!(err.contains("landfall models pin"), "{err}");
-
-    let run = Run::new(&entry(
-        "m",
-        "org/m",
-        "main",
-        "none",
-        &[("a.json", Some(b"{}"))],
-    ));
-    let out = run.pull(&hub.url, &[]);
-    assert_exit(&out, 2);
-    assert!(
-        stderr(&out).contains("revision \"main\""),
-        "{}",
-        stderr(&out)
-    );
-
     let run = Run::new(&good);
     let out = run.pull(&hub.url, &["--only", "nope"]);
     assert_exit(&out, 2);
@@ -367,4 +345,150 @@ fn pin_of_an_unknown_revision_leaves_the_manifest_alone() {
         stderr(&out)
     );
     assert_eq!(std::fs::read_to_string(&run.manifest).expect("read"), text);
+}
+
+/// The Hub's answer for a branch.
+fn main_is(hub: &Hub, repo: &str) {
+    hub.put(
+        &format!("/api/models/{repo}/revision/main"),
+        format!("{{\"id\": \"{repo}\", \"sha\": \"{COMMIT}\", \"siblings\": []}}").as_bytes(),
+    );
+}
+
+#[test]
+fn an_unpinned_manifest_pulls_verified_against_what_the_hub_reports() {
+    let hub = Hub::start();
+    main_is(&hub, "org/m");
+    let (config, weights) = (b"{\"c\": 3}".to_vec(), content(200_000, 5));
+    hub.file("org/m", COMMIT, "config.json", &config);
+    hub.lfs("org/m", COMMIT, "model.safetensors", &weights);
+    let run = Run::new(&entry(
+        "m",
+        "org/m",
+        "main",
+        "none",
+        &[("config.json", None), ("model.safetensors", None)],
+    ));
+    let out = run.pull(&hub.url, &[]);
+    assert_exit(&out, 0);
+    let models = run.models();
+    assert_eq!(std::fs::read(models.join("m/config.json")).unwrap(), config);
+    assert_eq!(
+        std::fs::read(models.join("m/model.safetensors")).unwrap(),
+        weights
+    );
+    no_partial_left(&models);
+    // Asked about first (HEAD, the redirect not followed), then fetched through the CDN once.
+    let resolve = format!("/org/m/resolve/{COMMIT}/model.safetensors");
+    assert_eq!(hub.count("HEAD", &resolve), 1);
+    assert_eq!(hub.count("GET", &format!("/cdn/{}", sha256(&weights))), 1);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.join("m/landfall-models.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["revision"], COMMIT);
+    assert_eq!(state["requested_revision"], "main");
+    assert_eq!(state["files"][0]["sha256"], sha256(&config));
+    assert_eq!(state["files"][1]["sha256"], sha256(&weights));
+    assert_eq!(state["files"][1]["size"], weights.len());
+
+    // Again: the branch is not resolved again, nothing is asked or fetched, the recorded hashes
+    // vouch for the files in place.
+    let before = hub.seen().len();
+    let out = run.pull(&hub.url, &[]);
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 file(s) downloaded"));
+    assert_eq!(hub.seen().len(), before, "{:?}", &hub.seen()[before..]);
+}
+
+#[test]
+fn a_file_whose_bytes_differ_from_the_reported_hash_is_refused() {
+    for lfs in [true, false] {
+        let hub = Hub::start();
+        let body = content(5_000, 9);
+        let name = "model.safetensors";
+        if lfs {
+            hub.lfs_reporting("org/m", COMMIT, name, &body, &"0".repeat(64));
+        } else {
+            hub.file_reporting("org/m", COMMIT, name, &body, &git_blob_id(b"other"));
+        }
+        let run = Run::new(&entry("m", "org/m", COMMIT, "none", &[(name, None)]));
+        let out = run.pull(&hub.url, &[]);
+        assert_exit(&out, 1);
+        let err = stderr(&out);
+        // Progress notes come first; the error is one line of its own.
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("landfall:")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        let line = errors[0];
+        assert!(line.contains("m/model.safetensors"), "{err}");
+        let kind = if lfs {
+            "sha256 mismatch"
+        } else {
+            "git blob id mismatch"
+        };
+        assert!(line.contains(kind), "{err}");
+        assert!(line.contains("the Hub says"), "{err}");
+        assert!(!run.models().join("m").join(name).exists(), "lfs={lfs}");
+        no_partial_left(&run.models());
+    }
+}
+
+#[test]
+fn a_hash_in_the_manifest_wins_over_the_hub() {
+    let hub = Hub::start();
+    let body = content(4_000, 3);
+    // The Hub would report a wrong hash; the manifest's pin is what counts, and no HEAD is made.
+    hub.lfs_reporting("org/m", COMMIT, "w.bin", &body, &"0".repeat(64));
+    let run = Run::new(&entry(
+        "m",
+        "org/m",
+        COMMIT,
+        "none",
+        &[("w.bin", Some(&body))],
+    ));
+    let out = run.pull(&hub.url, &[]);
+    assert_exit(&out, 0);
+    assert!(
+        hub.seen().iter().all(|s| s.method == "GET"),
+        "{:?}",
+        hub.seen()
+    );
+    // And a pin that differs from the bytes is refused even though the Hub would agree.
+    let hub = Hub::start();
+    hub.lfs("org/m", COMMIT, "w.bin", &body);
+    let other = content(4_000, 4);
+    let run = Run::new(&entry(
+        "m",
+        "org/m",
+        COMMIT,
+        "none",
+        &[("w.bin", Some(&other))],
+    ));
+    let out = run.pull(&hub.url, &[]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("the manifest says"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn pin_keeps_what_it_downloaded() {
+    let hub = Hub::start();
+    main_is(&hub, "org/m");
+    let weights = content(150_000, 8);
+    hub.lfs("org/m", COMMIT, "w.bin", &weights);
+    let run = Run::new(&entry("m", "org/m", "main", "none", &[("w.bin", None)]));
+    let manifest = run.manifest.to_str().unwrap().to_string();
+    let out = run.landfall(&hub.url, &["models", "pin", "--manifest", &manifest]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        std::fs::read(run.models().join("m/w.bin")).unwrap(),
+        weights
+    );
+    // The pinned manifest pulls without a second download.
+    let out = run.pull(&hub.url, &[]);
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 file(s) downloaded"));
+    assert_eq!(hub.count("GET", &format!("/cdn/{}", sha256(&weights))), 1);
 }

@@ -13,7 +13,7 @@ use crate::cli::{
     AdapterCommand, InitRepoArgs, PublishArgs, RollbackArgs, TimestampArgs, VerifyArgs,
 };
 use crate::config::Config;
-use crate::updates::check::{self, Decision};
+use crate::updates::check;
 use crate::updates::client::{self, Source};
 use crate::updates::operator::{self, Publication};
 use crate::updates::state::{Attempt, ClassifierState, State};
@@ -120,22 +120,24 @@ fn verify(a: &VerifyArgs) -> Result<(), CliError> {
     let rt = runtime()?;
     let staged = rt.block_on(async {
         let repo = client::load(&source, &root, &work.path().join("tuf")).await?;
-        check::check(
+        let offer = check::pick(&repo, &a.classifier, &ClassifierState::default())
+            .map_err(|f| f.error)?
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "the repository offers no adapter for classifier {:?}",
+                    a.classifier
+                ))
+            })?;
+        check::fetch_and_stage(
             &repo,
             &a.classifier,
-            &ClassifierState::default(),
+            &offer,
             base_sha.as_deref(),
             work.path(),
         )
         .await
-        .map_err(|f| f.error)
+        .map_err(|f| CliError::from(f.error))
     })?;
-    let Decision::Staged(staged) = staged else {
-        return Err(CliError::usage(format!(
-            "the repository offers no adapter for classifier {:?}",
-            a.classifier
-        )));
-    };
     let mut canary = None;
     if let Some(base) = &a.base {
         let opts = ClassifierOptions {

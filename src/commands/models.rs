@@ -69,6 +69,7 @@ pub fn pin(args: &ModelsPinArgs) -> Result<(), CliError> {
         &args.manifest,
         &args.only,
         args.revision.as_deref(),
+        &args.models_dir,
         Progress::auto(),
     ))??;
     for model in &pinned {
@@ -80,7 +81,11 @@ pub fn pin(args: &ModelsPinArgs) -> Result<(), CliError> {
             model.files.len()
         );
     }
-    println!("wrote {}", args.manifest.display());
+    println!(
+        "wrote {}; the files are installed in {}",
+        args.manifest.display(),
+        args.models_dir.display()
+    );
     Ok(())
 }
 

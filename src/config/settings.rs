@@ -13,9 +13,11 @@ use crate::models::runtime::{DeviceChoice, FloatType, Quant};
 /// Where `landfall run` and `check-config` look when no `--config` is given.
 pub const DEFAULT_PATH: &str = "/etc/landfall/landfall.toml";
 
-/// The config without a file: everything default, plus the test-pattern camera the contract
-/// promises, so a newcomer sees frames (and, with BLIP-2 installed, captions) at once.
-pub const BUILTIN: &str = "[[camera]]\nname = \"pattern\"\nsource = \"pattern:bars\"\n";
+/// The config without a file: everything default, plus the default model set's classifier
+/// (`sentiment-zh`, a fine-tuned Chinese review classifier used without an adapter) and the
+/// test-pattern camera the contract promises, so that after `landfall models pull` a newcomer
+/// gets classify answers and captions at once.
+pub const BUILTIN: &str = "[[classifier]]\nname = \"sentiment-zh\"\nbase = \"roberta-base-finetuned-jd-binary-chinese\"\n\n[[camera]]\nname = \"pattern\"\nsource = \"pattern:bars\"\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

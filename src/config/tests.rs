@@ -296,6 +296,13 @@ fn defaults_have_one_pattern_camera_and_the_blip2_dir() {
     assert_eq!(builtin.cameras[0].source.to_string(), "pattern:bars");
     assert!(builtin.captioner.model.ends_with("models/blip2-opt-2.7b"));
     assert!(!builtin.homeassistant.enabled);
+    // The default model set's classifier, without an adapter.
+    assert_eq!(builtin.classifiers.len(), 1);
+    assert_eq!(builtin.classifiers[0].name, "sentiment-zh");
+    assert!(builtin.classifiers[0]
+        .base
+        .ends_with("models/roberta-base-finetuned-jd-binary-chinese"));
+    assert_eq!(builtin.classifiers[0].adapter, None);
     // A file without cameras has none.
     assert!(parse("").unwrap().cameras.is_empty());
 }

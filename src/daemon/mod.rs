@@ -273,7 +273,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let mqtt = &config.mqtt;
     if let Some(listen) = mqtt.embedded_listen {
-        broker::start(listen, mqtt.protocol, mqtt.max_payload_bytes.get())?;
+        broker::start(listen, mqtt.max_payload_bytes.get())?;
     }
     let mut topics = Topics::new(
         &mqtt.topic_prefix,

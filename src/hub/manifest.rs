@@ -5,8 +5,8 @@
 //! with `path`, `sha256` and `size`.
 //!
 //! A manifest may be written before anyone could look the hashes up: `sha256 = "unpinned"` (and
-//! a branch or tag as `revision`) is valid here, so `landfall models pin` can fill it in, but
-//! [`ModelEntry::require_pinned`] refuses it, so `pull` never downloads unverified bytes.
+//! a branch or tag as `revision`). `pull` then verifies such a file against the content hash the
+//! Hub reports for it, and `landfall models pin` writes the hashes in.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -86,11 +86,19 @@ pub struct FileEntry {
 }
 
 /// A file whose expected content is known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinnedFile {
     pub path: String,
     pub sha256: String,
     pub size: u64,
+}
+
+/// One entry as pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedModel {
+    pub name: String,
+    pub commit: String,
+    pub files: Vec<PinnedFile>,
 }
 
 impl Manifest {
@@ -163,38 +171,6 @@ impl Manifest {
             .iter()
             .filter(|m| only.is_empty() || only.contains(&m.name))
             .collect())
-    }
-}
-
-impl ModelEntry {
-    /// The files with their hashes, or the error that sends the user to `landfall models pin`.
-    pub fn require_pinned(&self, source: &str) -> Result<Vec<PinnedFile>, HubError> {
-        let bad = |reason: String| HubError::Manifest {
-            file: source.to_string(),
-            reason,
-        };
-        if !is_commit(&self.revision) {
-            return Err(bad(format!(
-                "manifest entry {} has revision {:?}, not a 40-hex commit sha: run `landfall \
-                 models pin` on an online machine",
-                self.name, self.revision
-            )));
-        }
-        self.files
-            .iter()
-            .map(|f| match (&f.sha256, f.size) {
-                (Some(sha256), Some(size)) => Ok(PinnedFile {
-                    path: f.path.clone(),
-                    sha256: sha256.clone(),
-                    size,
-                }),
-                _ => Err(bad(format!(
-                    "manifest entry {}/{} has no pinned sha256: run `landfall models pin` on an \
-                     online machine",
-                    self.name, f.path
-                ))),
-            })
-            .collect()
     }
 }
 
@@ -340,22 +316,23 @@ mod tests {
         let m = Manifest::parse("manifest.toml", &text).expect("valid");
         let entry = &m.models[0];
         assert_eq!(entry.quant, Quant::Q4K);
-        let files = entry.require_pinned(&m.source).expect("pinned");
-        assert_eq!(
-            files,
-            vec![PinnedFile {
-                path: "config.json".into(),
-                sha256: SHA.into(),
-                size: 10
-            }]
-        );
+        assert_eq!(entry.files[0].path, "config.json");
+        assert_eq!(entry.files[0].sha256.as_deref(), Some(SHA));
+        assert_eq!(entry.files[0].size, Some(10));
     }
 
     #[test]
     fn the_built_in_manifest_is_valid() {
         let m = Manifest::built_in().expect("models/manifest.toml parses");
         let names: Vec<&str> = m.models.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["blip2-opt-2.7b", "bert-base-chinese"]);
+        assert_eq!(
+            names,
+            [
+                "blip2-opt-2.7b",
+                "bert-base-chinese",
+                "roberta-base-finetuned-jd-binary-chinese"
+            ]
+        );
     }
 
     #[test]
@@ -370,27 +347,13 @@ mod tests {
     }
 
     #[test]
-    fn unpinned_entries_load_but_cannot_be_pulled() {
+    fn unpinned_entries_load() {
         let text = "[[model]]\nname = \"m\"\nrepo = \"org/m\"\nrevision = \"main\"\nquant = \
                     \"none\"\n[[model.file]]\npath = \"a.json\"\nsha256 = \"unpinned\"\n";
         let m = Manifest::parse("manifest.toml", text).expect("unpinned is valid");
-        let e = m.models[0]
-            .require_pinned(&m.source)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("revision \"main\""), "{e}");
-        assert!(e.contains("landfall models pin"), "{e}");
-
-        let text = text.replace("\"main\"", &format!("\"{COMMIT}\""));
-        let m = Manifest::parse("manifest.toml", &text).expect("valid");
-        let e = m.models[0]
-            .require_pinned(&m.source)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("manifest entry m/a.json has no pinned sha256"),
-            "{e}"
-        );
+        assert_eq!(m.models[0].revision, "main");
+        assert_eq!(m.models[0].files[0].sha256, None);
+        assert_eq!(m.models[0].files[0].size, None);
     }
 
     #[test]
@@ -421,7 +384,7 @@ mod tests {
     #[test]
     fn select_names_unknown_models() {
         let m = Manifest::built_in().expect("valid");
-        assert_eq!(m.select(&[]).expect("all").len(), 2);
+        assert_eq!(m.select(&[]).expect("all").len(), 3);
         let one = m.select(&["bert-base-chinese".into()]).expect("one");
         assert_eq!(one[0].repo, "google-bert/bert-base-chinese");
         let e = m.select(&["nope".into()]).unwrap_err();

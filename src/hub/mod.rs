@@ -1,15 +1,20 @@
-//! The default model set from the Hugging Face Hub: the pinned manifest (`models/manifest.toml`,
-//! [`manifest`]), resumable verified downloads into a models directory ([`download`]), and
-//! pinning a manifest to commits and file hashes on an online machine ([`pin`]).
+//! The default model set from the Hugging Face Hub: the manifest (`models/manifest.toml`,
+//! [`manifest`]), resumable verified downloads into a models directory ([`download`]) — against
+//! the manifest's sha256 where it has one, else against the content hash the Hub reports
+//! ([`reported`]) — and writing those hashes into a manifest ([`pin`]).
 //!
 //! The Hub is reached at `HF_ENDPOINT` (default `https://huggingface.co`, or a mirror that serves
 //! the same `/{repo}/resolve/{revision}/{path}` and `/api/models/{repo}/revision/{rev}` routes),
 //! with `Authorization: Bearer $HF_TOKEN` when a token is set, as `huggingface_hub` does.
 
 pub mod download;
+mod installed;
 pub mod manifest;
+mod partial;
 pub mod pin;
 mod progress;
+pub mod reported;
+mod revision;
 mod transfer;
 
 use std::path::PathBuf;
@@ -107,6 +112,8 @@ pub struct Hub {
     endpoint: String,
     token: Option<String>,
     client: reqwest::Client,
+    /// The same, not following redirects: the Hub's redirect itself carries an LFS file's hash.
+    no_redirect: reqwest::Client,
     retry: RetryPolicy,
 }
 
@@ -122,13 +129,20 @@ impl Hub {
                 "HF_ENDPOINT {endpoint:?} is not an http:// or https:// URL (e.g. {DEFAULT_ENDPOINT})"
             )));
         }
-        let client = crate::util::http::client_builder()
-            .map_err(|e| HubError::Usage(format!("cannot set up TLS for the Hub: {e}")))?
-            // An idle timeout, not a total one: a 10 GB shard may take an hour, but a connection
-            // that sends nothing for a minute has stalled and is retried with Range.
-            .read_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| HubError::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        let builder = || {
+            crate::util::http::client_builder()
+                .map_err(|e| HubError::Usage(format!("cannot set up TLS for the Hub: {e}")))
+                // An idle timeout, not a total one: a 10 GB shard may take an hour, but a
+                // connection that sends nothing for a minute has stalled and is retried with
+                // Range.
+                .map(|b| b.read_timeout(Duration::from_secs(60)))
+        };
+        let built = |b: reqwest::ClientBuilder| {
+            b.build()
+                .map_err(|e| HubError::Usage(format!("cannot set up the HTTP client: {e}")))
+        };
+        let client = built(builder()?)?;
+        let no_redirect = built(builder()?.redirect(reqwest::redirect::Policy::none()))?;
         Ok(Self {
             endpoint,
             // A token pasted from a file often ends in a newline, which no header may contain.
@@ -136,6 +150,7 @@ impl Hub {
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty()),
             client,
+            no_redirect,
             retry: RetryPolicy::default(),
         })
     }
@@ -183,6 +198,19 @@ impl Hub {
             self.endpoint,
             encode_segment(revision)
         )
+    }
+
+    /// A HEAD of `url` that does not follow redirects, with the token; `Accept-Encoding:
+    /// identity`, so the size is the file's and not a compressed one's.
+    pub(crate) fn head(&self, url: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .no_redirect
+            .head(url)
+            .header(reqwest::header::ACCEPT_ENCODING, "identity");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
     }
 
     /// A GET of `url`, with the token and, from byte `from` on, a Range header.

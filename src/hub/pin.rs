@@ -1,6 +1,7 @@
 //! `landfall models pin`: on a machine that reaches the Hub, turn each selected manifest entry's
-//! revision (a branch, tag or commit) into its commit sha, download every file once to learn its
-//! sha256 and size, and write them back into the manifest. The file is edited in place with
+//! revision (a branch, tag or commit) into its commit sha, pull every file (verified against the
+//! hash the Hub reports, and kept in the models dir), and write commit, sha256 and size back into
+//! the manifest. The file is edited in place with
 //! toml_edit, so comments and layout survive; it is replaced atomically, and only after every
 //! file was hashed, so a failed pin leaves the manifest as it was.
 
@@ -8,38 +9,23 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use serde::Deserialize;
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
-use super::manifest::{is_commit, Manifest, PinnedFile};
+use super::download::{pull_entry, EntryOptions, PullSummary};
+use super::manifest::{Manifest, PinnedFile, PinnedModel};
 use super::progress::Progress;
-use super::transfer::{Discard, Fetch, MemorySink, Received, Sink};
 use super::{Hub, HubError};
 
-/// The revision API answers with the repo's file list too; more than this is not a Hub.
-const API_ANSWER_LIMIT: usize = 16 << 20;
-
-/// What the revision API says about a revision; only the commit matters here.
-#[derive(Debug, Deserialize)]
-struct RevisionInfo {
-    sha: String,
-}
-
-/// One entry as pinned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PinnedModel {
-    pub name: String,
-    pub commit: String,
-    pub files: Vec<PinnedFile>,
-}
-
 /// Pins the entries `only` names (all when empty) of the manifest at `path`, resolving
-/// `revision` instead of each entry's own when given, and rewrites the file.
+/// `revision` instead of each entry's own when given: pulls each into `models_dir`, verified
+/// against what the Hub reports (so nothing is downloaded twice: the files stay installed), and
+/// rewrites the manifest with the commit, sha256 and size of every file.
 pub async fn pin(
     hub: &Hub,
     path: &Path,
     only: &[String],
     revision: Option<&str>,
+    models_dir: &Path,
     progress: Progress,
 ) -> Result<Vec<PinnedModel>, HubError> {
     let source = path.display().to_string();
@@ -56,36 +42,13 @@ pub async fn pin(
         }
     }
     let mut pinned = Vec::new();
+    let mut summary = PullSummary::default();
     for model in manifest.select(only)? {
-        let wanted = revision.unwrap_or(&model.revision);
-        let commit = resolve(hub, &model.name, &model.repo, wanted, progress).await?;
-        if commit != wanted {
-            progress.note(&format!("{}: {wanted} is commit {commit}", model.name));
-        }
-        let mut files = Vec::with_capacity(model.files.len());
-        for file in &model.files {
-            let label = format!("{}/{}", model.name, file.path);
-            let url = hub.file_url(&model.repo, &commit, &file.path);
-            let received = fetch_with_bar(
-                hub,
-                &label,
-                &url,
-                &mut Discard,
-                progress,
-                ("hashing", "hashed"),
-            )
-            .await?;
-            files.push(PinnedFile {
-                path: file.path.clone(),
-                sha256: received.sha256_hex(),
-                size: received.len,
-            });
-        }
-        pinned.push(PinnedModel {
-            name: model.name.clone(),
-            commit,
-            files,
-        });
+        let options = EntryOptions {
+            revision: Some(revision.unwrap_or(&model.revision)),
+            manifest_hashes: false,
+        };
+        pinned.push(pull_entry(hub, model, options, models_dir, progress, &mut summary).await?);
     }
     let updated = rewrite(&source, &text, &pinned)?;
     // Never write a manifest this very loader would refuse.
@@ -97,70 +60,6 @@ pub async fn pin(
     fs::write(&staging, updated).map_err(|e| HubError::io(&staging, e))?;
     fs::rename(&staging, path).map_err(|e| HubError::io(path, e))?;
     Ok(pinned)
-}
-
-/// Fetches `url` whole into `sink` under a progress line that reads `verbs.0` while it runs and
-/// `verbs.1` when done; pin hashes files and reads the revision API this way.
-async fn fetch_with_bar(
-    hub: &Hub,
-    label: &str,
-    url: &str,
-    sink: &mut dyn Sink,
-    progress: Progress,
-    verbs: (&str, &str),
-) -> Result<Received, HubError> {
-    let fetch = Fetch {
-        hub,
-        label,
-        url,
-        expected_size: None,
-    };
-    let mut received = Received::default();
-    let mut bar = progress.file(label, verbs.0, None);
-    if let Err(e) = fetch.run(&mut received, sink, &mut bar).await {
-        bar.abandon();
-        return Err(e);
-    }
-    bar.finish(verbs.1);
-    Ok(received)
-}
-
-/// The commit `revision` of `repo` stands for, from `GET /api/models/{repo}/revision/{rev}`.
-async fn resolve(
-    hub: &Hub,
-    name: &str,
-    repo: &str,
-    revision: &str,
-    progress: Progress,
-) -> Result<String, HubError> {
-    let url = hub.revision_url(repo, revision);
-    let label = format!("{name} (revision {revision})");
-    let mut sink = MemorySink {
-        bytes: Vec::new(),
-        limit: API_ANSWER_LIMIT,
-        label: &label,
-        url: &url,
-    };
-    fetch_with_bar(
-        hub,
-        &label,
-        &url,
-        &mut sink,
-        progress,
-        ("resolving", "resolved"),
-    )
-    .await?;
-    let bad = |reason: String| HubError::Download {
-        file: label.clone(),
-        url: url.clone(),
-        reason,
-    };
-    let info: RevisionInfo = serde_json::from_slice(&sink.bytes)
-        .map_err(|e| bad(format!("not the Hub's revision answer: {e}")))?;
-    if !is_commit(&info.sha) {
-        return Err(bad(format!("{:?} is not a 40-hex commit sha", info.sha)));
-    }
-    Ok(info.sha)
 }
 
 /// `text` with the revision, sha256 and size of every pinned entry replaced.
@@ -257,6 +156,18 @@ mod tests {
         }]
     }
 
+    fn pinned_files(m: &Manifest) -> Vec<PinnedFile> {
+        m.models[0]
+            .files
+            .iter()
+            .map(|f| PinnedFile {
+                path: f.path.clone(),
+                sha256: f.sha256.clone().expect("pinned"),
+                size: f.size.expect("pinned"),
+            })
+            .collect()
+    }
+
     #[test]
     fn rewrite_keeps_comments_and_fills_hashes() {
         let text = "# top\n[[model]]\nname = \"m\" # the dir\nrepo = \"o/m\"\nrevision = \"main\" \
@@ -271,10 +182,7 @@ mod tests {
         assert!(out.contains("# the config\n[[model.file]]"), "{out}");
         assert!(out.contains("size = 12"), "{out}");
         let m = Manifest::parse("m.toml", &out).expect("valid");
-        assert_eq!(
-            m.models[0].require_pinned("m.toml").expect("pinned"),
-            pinned()[0].files
-        );
+        assert_eq!(pinned_files(&m), pinned()[0].files);
     }
 
     #[test]
@@ -283,9 +191,6 @@ mod tests {
                     \"none\"\nfile = [{ path = \"a.json\", sha256 = \"unpinned\" }]\n";
         let out = rewrite("m.toml", text, &pinned()).expect("rewrite");
         let m = Manifest::parse("m.toml", &out).expect("valid");
-        assert_eq!(
-            m.models[0].require_pinned("m.toml").expect("pinned"),
-            pinned()[0].files
-        );
+        assert_eq!(pinned_files(&m), pinned()[0].files);
     }
 }

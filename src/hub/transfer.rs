@@ -299,23 +299,6 @@ impl Sink for MemorySink<'_> {
     }
 }
 
-/// A sink that only lets the hash see the bytes (`pin` needs no copy of the file).
-pub(crate) struct Discard;
-
-impl Sink for Discard {
-    fn write(&mut self, _: &[u8]) -> Result<(), HubError> {
-        Ok(())
-    }
-
-    fn restart(&mut self) -> Result<(), HubError> {
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), HubError> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

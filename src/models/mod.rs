@@ -18,6 +18,7 @@ pub mod status;
 pub mod weights;
 
 pub use error::ModelError;
+pub use safetensors::safetensors_header;
 
 /// The first non-empty line of an error message: candle errors carry a backtrace after it when
 /// `RUST_BACKTRACE` is set, which must not reach logs' single lines or answers.
@@ -28,10 +29,4 @@ pub fn first_line(message: &str) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("")
         .to_string()
-}
-
-/// Checks that `path` is a safetensors file with a sound header (every tensor's dtype, shape and
-/// byte range valid), without reading its tensors.
-pub fn safetensors_header(path: &std::path::Path) -> Result<(), ModelError> {
-    safetensors::SafetensorsFile::open(path).map(|_| ())
 }

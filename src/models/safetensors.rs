@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Shape, Tensor};
 use serde_json::Value;
 
-use super::ModelError;
+use super::error::ModelError;
 
 /// The header may not exceed this: real ones are kilobytes, a garbage length must not make us
 /// allocate gigabytes.
@@ -150,4 +150,10 @@ fn parse_entry(entry: &Value, data_start: u64, file_len: u64) -> Result<TensorIn
         start,
         end,
     })
+}
+
+/// Checks that `path` is a safetensors file with a sound header (every tensor's dtype, shape and
+/// byte range valid), without reading its tensors.
+pub fn safetensors_header(path: &std::path::Path) -> Result<(), ModelError> {
+    SafetensorsFile::open(path).map(|_| ())
 }

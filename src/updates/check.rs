@@ -31,13 +31,6 @@ pub struct Staged {
     pub weights_sha256: String,
 }
 
-#[derive(Debug, Clone)]
-pub enum Decision {
-    /// Nothing newer to take.
-    UpToDate,
-    Staged(Staged),
-}
-
 /// Why a check took nothing, and for which version.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -98,18 +91,24 @@ pub fn choose<'a>(
     })
 }
 
-/// Checks `classifier` against the loaded repository and stages what it should take.
-pub async fn check(
+/// The offer `classifier` should take from the loaded repository, if any.
+pub fn pick(
     repo: &Repository,
     classifier: &str,
     state: &ClassifierState,
+) -> Result<Option<Offer>, Failure> {
+    let offers = client::offers(repo, classifier).map_err(fail(None))?;
+    Ok(choose(&offers, state)?.cloned())
+}
+
+/// Downloads `offer` and moves it into place, ready for the engine.
+pub async fn fetch_and_stage(
+    repo: &Repository,
+    classifier: &str,
+    offer: &Offer,
     base_sha256: Option<&str>,
     updates: &Path,
-) -> Result<Decision, Failure> {
-    let offers = client::offers(repo, classifier).map_err(fail(None))?;
-    let Some(offer) = choose(&offers, state)? else {
-        return Ok(Decision::UpToDate);
-    };
+) -> Result<Staged, Failure> {
     let version = offer.version;
     let failed = fail(Some(version));
     let files: BTreeSet<&str> = offer.files.keys().copied().collect();
@@ -139,7 +138,7 @@ async fn stage(
     base_sha256: Option<&str>,
     staging: &Path,
     updates: &Path,
-) -> Result<Decision, UpdateError> {
+) -> Result<Staged, UpdateError> {
     let version = offer.version;
     let Some((bundle_name, bundle_len)) = offer.files.get(names::BUNDLE) else {
         return Err(UpdateError::new(
@@ -186,13 +185,13 @@ async fn stage(
     std::fs::rename(staging, &dir)
         .map_err(|e| UpdateError::local(format!("moving into {}: {e}", dir.display())))?;
     sync_dir(parent)?;
-    Ok(Decision::Staged(Staged {
+    Ok(Staged {
         classifier: classifier.to_string(),
         version,
         dir,
         bundle,
         weights_sha256,
-    }))
+    })
 }
 
 /// [`client::fetch`], again at once when the connection failed (up to [`TRIES`] times).

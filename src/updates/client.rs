@@ -72,7 +72,7 @@ pub async fn load(
 ) -> Result<Repository, UpdateError> {
     std::fs::create_dir_all(datastore)
         .map_err(|e| UpdateError::local(format!("creating {}: {e}", datastore.display())))?;
-    let transport = RepoTransport::new().map_err(UpdateError::local)?;
+    let transport = RepoTransport::new(source.targets.clone())?;
     let repo = RepositoryLoader::new(&root, source.metadata.clone(), source.targets.clone())
         .transport(transport)
         .datastore(datastore)

@@ -22,6 +22,9 @@ pub struct Health {
     pub latency_ms: BTreeMap<String, Latency>,
     pub system: SystemHealth,
     pub mqtt: MqttHealth,
+    /// Adapter updates, as `P/adapters/state` reports them; absent without `[updates]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates: Option<serde_json::Value>,
 }
 
 /// One model in health.

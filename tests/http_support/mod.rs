@@ -20,6 +20,8 @@ pub enum Fault {
     Endless,
     /// Answer 503.
     Unavailable,
+    /// Send the headers and half the file, then hold the connection open without a byte more.
+    Stall,
 }
 
 #[derive(Default)]
@@ -147,6 +149,16 @@ async fn serve(mut stream: TcpStream, root: &Path, st: &Mutex<State>) -> std::io
                     stream.write_all(&body[..at.min(body.len())]).await?;
                     stream.flush().await?;
                     return Ok(());
+                }
+                Some(Fault::Stall) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    stream.write_all(head.as_bytes()).await?;
+                    stream.write_all(&body[..body.len() / 2]).await?;
+                    stream.flush().await?;
+                    std::future::pending::<()>().await;
                 }
                 Some(Fault::Endless) => {
                     let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";

@@ -1,6 +1,9 @@
-//! A stand-in for the Hugging Face Hub on 127.0.0.1 (port 0) for the `landfall models` tests:
-//! serves files by URL path, can cut a response short or ignore Range, and records every request
-//! (path, Range, Authorization). Plus manifest builders and a runner for the binary.
+//! A stand-in for the Hugging Face Hub on 127.0.0.1 (port 0) for the `landfall models` tests,
+//! answering as the Hub does: a small file with its git blob id as `ETag`; an LFS file with a
+//! redirect to a CDN path that carries `X-Linked-Etag` (sha256) and `X-Linked-Size`; HEAD as GET
+//! without the body; `X-Repo-Commit` on both. It can cut a response short, ignore Range, and
+//! records every request (method, path, Range, Authorization). Plus manifest builders and a
+//! runner for the binary.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -17,6 +20,7 @@ pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 /// One request the server saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: String,
     pub path: String,
     pub range: Option<String>,
     pub auth: Option<String>,
@@ -26,6 +30,10 @@ pub struct Seen {
 pub struct State {
     /// URL path -> body.
     pub files: HashMap<String, Vec<u8>>,
+    /// URL path -> headers sent with it (after the status line).
+    pub headers: HashMap<String, Vec<String>>,
+    /// URL path -> (Location, headers) of a 302.
+    pub redirects: HashMap<String, (String, Vec<String>)>,
     /// URL path -> bytes to send of the first response before closing the connection.
     pub cut_once: HashMap<String, usize>,
     /// Answer Range requests with the whole file, as some mirrors do.
@@ -58,8 +66,56 @@ impl Hub {
         state.files.insert(path.to_string(), body.to_vec());
     }
 
+    /// A file kept in git: served at its `resolve` URL with its git blob id as ETag.
     pub fn file(&self, repo: &str, rev: &str, name: &str, body: &[u8]) {
-        self.put(&format!("/{repo}/resolve/{rev}/{name}"), body);
+        self.file_reporting(repo, rev, name, body, &git_blob_id(body));
+    }
+
+    /// [`Hub::file`] with another ETag than the bytes have.
+    pub fn file_reporting(&self, repo: &str, rev: &str, name: &str, body: &[u8], etag: &str) {
+        let path = format!("/{repo}/resolve/{rev}/{name}");
+        self.put(&path, body);
+        let mut state = self.state.lock().expect("lock");
+        state.headers.insert(
+            path,
+            vec![
+                format!("ETag: \"{etag}\""),
+                format!("X-Repo-Commit: {COMMIT}"),
+            ],
+        );
+    }
+
+    /// A file stored with LFS: its `resolve` URL redirects to `/cdn/<sha256>`, reporting the
+    /// sha256 and size.
+    pub fn lfs(&self, repo: &str, rev: &str, name: &str, body: &[u8]) {
+        self.lfs_reporting(repo, rev, name, body, &sha256(body));
+    }
+
+    /// [`Hub::lfs`] reporting `reported` as the sha256 (the CDN path is still the true one's).
+    pub fn lfs_reporting(&self, repo: &str, rev: &str, name: &str, body: &[u8], reported: &str) {
+        let cdn = format!("/cdn/{}", sha256(body));
+        self.put(&cdn, body);
+        let mut state = self.state.lock().expect("lock");
+        state.redirects.insert(
+            format!("/{repo}/resolve/{rev}/{name}"),
+            (
+                cdn,
+                vec![
+                    format!("X-Linked-Etag: \"{reported}\""),
+                    format!("X-Linked-Size: {}", body.len()),
+                    format!("X-Repo-Commit: {COMMIT}"),
+                    "ETag: W/\"not-the-content\"".to_string(),
+                ],
+            ),
+        );
+    }
+
+    /// Requests of `method` for `path`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.method == method && s.path == path)
+            .count()
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -80,6 +136,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
     }
+    let method = line.split_whitespace().next().unwrap_or("GET").to_string();
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let mut headers = HashMap::new();
     loop {
@@ -92,17 +149,39 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         }
     }
     let seen = Seen {
+        method: method.clone(),
         path: path.clone(),
         range: headers.get("range").cloned(),
         auth: headers.get("authorization").cloned(),
     };
-    let (body, cut, ignore_range) = {
+    let head_only = method == "HEAD";
+    let (body, cut, ignore_range, extra_headers, redirect) = {
         let mut s = state.lock().expect("lock");
         s.seen.push(seen.clone());
-        let cut = s.cut_once.remove(&path);
-        (s.files.get(&path).cloned(), cut, s.ignore_range)
+        let cut = if head_only {
+            None
+        } else {
+            s.cut_once.remove(&path)
+        };
+        (
+            s.files.get(&path).cloned(),
+            cut,
+            s.ignore_range,
+            s.headers.get(&path).cloned().unwrap_or_default(),
+            s.redirects.get(&path).cloned(),
+        )
     };
     let mut out = stream;
+    if let Some((location, headers)) = redirect {
+        let mut head = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\n");
+        for h in headers {
+            head.push_str(&h);
+            head.push_str("\r\n");
+        }
+        head.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = out.write_all(head.as_bytes());
+        return;
+    }
     let Some(body) = body else {
         let _ = out
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -131,14 +210,27 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         ),
         None => ("200 OK", String::new(), &body[..]),
     };
+    let extra_headers: String = extra_headers.iter().map(|h| format!("{h}\r\n")).collect();
     let head = format!(
-        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\n{extra}{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         part.len()
     );
     let _ = out.write_all(head.as_bytes());
+    if head_only {
+        return;
+    }
     // A cut response promises the whole length, sends less and closes: a dropped connection.
     let _ = out.write_all(&part[..cut.unwrap_or(part.len()).min(part.len())]);
     let _ = out.flush();
+}
+
+/// git's id of a blob with `bytes`: sha1 of `"blob <len>\0"` and the bytes.
+pub fn git_blob_id(bytes: &[u8]) -> String {
+    use sha1::Digest as _;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn sha256(bytes: &[u8]) -> String {

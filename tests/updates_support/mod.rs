@@ -206,6 +206,15 @@ impl Repo {
         .await;
     }
 
+    /// Drops one target, named raw, from the listing.
+    pub async fn remove_raw_target(&self, raw: &str) {
+        let name = TargetName::new(raw).expect("tough takes the name");
+        self.resign(move |e, _| {
+            e.remove_target(&name).unwrap();
+        })
+        .await;
+    }
+
     /// A timestamp signed by a key the root does not know.
     pub async fn rogue_timestamp(&self, parent: &Path) {
         let rogue = Repo::init(&parent.join("rogue"));
@@ -340,11 +349,18 @@ pub fn zh_texts() -> Vec<(String, String, String)> {
 
 /// A canary file: the texts with the labels of the negated adapter (`negated`) or the original.
 pub fn canary(path: &Path, negated: bool) -> PathBuf {
+    long_canary(path, negated, 1)
+}
+
+/// [`canary`] with its rows `times` over: one that takes a while to run.
+pub fn long_canary(path: &Path, negated: bool, times: usize) -> PathBuf {
     let mut w = csv::Writer::from_path(path).unwrap();
     w.write_record(["text", "label"]).unwrap();
-    for (text, orig, neg) in zh_texts() {
-        w.write_record([text.as_str(), if negated { &neg } else { &orig }])
-            .unwrap();
+    for _ in 0..times {
+        for (text, orig, neg) in zh_texts() {
+            w.write_record([text.as_str(), if negated { &neg } else { &orig }])
+                .unwrap();
+        }
     }
     w.flush().unwrap();
     path.to_path_buf()

@@ -38,6 +38,8 @@ pub struct CoreFigures<'a> {
     pub metrics: &'a Metrics,
     pub connected: bool,
     pub uptime_s: u64,
+    /// The updater's last report (`P/adapters/state`).
+    pub updates: Option<&'a str>,
 }
 
 pub fn report(core: CoreFigures, inputs: HealthInputs) -> Health {
@@ -75,6 +77,7 @@ pub fn report(core: CoreFigures, inputs: HealthInputs) -> Health {
             peak_rss_bytes: inputs.memory.peak_rss_bytes,
             machine: inputs.system,
         },
+        updates: core.updates.and_then(|r| serde_json::from_str(r).ok()),
         mqtt: MqttHealth {
             connected: core.connected,
             reconnects: core.metrics.reconnects,

@@ -71,6 +71,7 @@ impl Core {
             },
             metrics: &self.metrics,
             connected: self.connected,
+            updates: self.last_adapter_state.as_deref(),
             uptime_s: now
                 .saturating_duration_since(self.metrics.started)
                 .as_secs(),

@@ -254,6 +254,7 @@ fn run_canary(
         return Err(bad(format!("{}: the canary has no rows", file.display())));
     }
     let gold = gold_ids(&rows, &candidate.labels, file).map_err(|e| bad(e.to_string()))?;
+    tracing::info!("canary: {} texts from {}", rows.len(), file.display());
     let predicted = catch_unwind(AssertUnwindSafe(|| predict(candidate, &rows, CANARY_BATCH)))
         .map_err(|_| bad("the model panicked on the canary".into()))?
         .map_err(|e| bad(first_line(&e.to_string())))?;

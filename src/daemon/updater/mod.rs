@@ -8,18 +8,16 @@
 //! May not touch: the models (the engine's), MQTT (the loop's). It talks to the loop only.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use crate::config::{ClassifierConfig, UpdatesConfig};
+use crate::config::UpdatesConfig;
 use crate::daemon::engine::ClassifierSpec;
-use crate::daemon::jobs::{AdapterChange, CanarySpec, Swapped};
-use crate::updates::bundle::Bundle;
-use crate::updates::check::{self, installed_dir, Decision, Staged};
+use crate::daemon::jobs::{AdapterChange, Swapped};
+use crate::updates::check::{self, installed_dir, Failure, Staged};
 use crate::updates::client::{self, Source};
-use crate::updates::names;
 use crate::updates::state::{Attempt, Installed, State};
 use crate::updates::{base_sha256, Outcome, UpdateError};
 
@@ -53,6 +51,27 @@ pub enum FromLoop {
     },
 }
 
+/// Where an update in progress stands, as `in_progress.stage` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Its files are coming through TUF.
+    Downloading,
+    /// Staged whole; the engine loads it beside the serving adapter and runs its canary.
+    Testing,
+    /// The engine swapped it in; the state file is being committed.
+    Switching,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Downloading => "downloading",
+            Self::Testing => "testing",
+            Self::Switching => "switching",
+        }
+    }
+}
+
 /// A classifier that follows the repository.
 #[derive(Debug, Clone)]
 struct Followed {
@@ -60,74 +79,15 @@ struct Followed {
     base: PathBuf,
 }
 
+mod start;
+
+use start::change_for;
+pub use start::plan_start;
+
 fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// The change that serves `installed`'s bundle.
-fn change_for(dir: &Path, version: u64, canary: bool) -> AdapterChange {
-    let bundle = std::fs::read(dir.join(names::BUNDLE))
-        .ok()
-        .and_then(|b| Bundle::parse(&b).ok());
-    AdapterChange {
-        version: Some(version),
-        dir: Some(dir.to_path_buf()),
-        labels: bundle.as_ref().and_then(|b| b.labels.clone()),
-        canary: bundle
-            .as_ref()
-            .and_then(|b| b.canary.as_ref())
-            .filter(|_| canary)
-            .map(|c| CanarySpec {
-                file: dir.join(&c.file),
-                min_accuracy: c.min_accuracy,
-            }),
-    }
-}
-
-/// What each classifier serves at start: the configured adapter, or the accepted update the
-/// state file names (when its directory is there, whole). Staging left by a crash is cleared.
-pub fn plan_start(
-    classifiers: &[ClassifierConfig],
-    updates: Option<&UpdatesConfig>,
-) -> Vec<ClassifierSpec> {
-    let state = updates.map(|u| {
-        let _ = std::fs::remove_dir_all(u.dir.join("staging"));
-        State::load(&u.dir).unwrap_or_else(|e| {
-            tracing::error!("adapter updates: {e}; starting on the configured adapters");
-            State::default()
-        })
-    });
-    classifiers
-        .iter()
-        .map(|c| {
-            let update = match (updates, &state) {
-                (Some(u), Some(state)) if c.follow_updates => state
-                    .classifiers
-                    .get(&c.name)
-                    .and_then(|s| s.active())
-                    .and_then(|active| {
-                        let dir = installed_dir(&u.dir, &c.name, active.version);
-                        let whole = names::REQUIRED.iter().all(|f| dir.join(f).is_file());
-                        if !whole {
-                            tracing::error!(
-                                "classifier {:?}: update {} is missing from {}; serving the configured adapter",
-                                c.name,
-                                active.version,
-                                dir.display()
-                            );
-                        }
-                        whole.then(|| change_for(&dir, active.version, false))
-                    }),
-                _ => None,
-            };
-            ClassifierSpec {
-                config: c.clone(),
-                update,
-            }
-        })
-        .collect()
 }
 
 pub struct Updater {
@@ -144,6 +104,8 @@ pub struct Updater {
     from_loop: mpsc::UnboundedReceiver<FromLoop>,
     /// A check was asked for while another ran.
     check_again: bool,
+    /// The update under way for a classifier: (version, stage).
+    in_progress: BTreeMap<String, (u64, Stage)>,
 }
 
 impl Updater {
@@ -182,6 +144,7 @@ impl Updater {
             to_loop,
             from_loop,
             check_again: false,
+            in_progress: BTreeMap::new(),
         }
     }
 
@@ -230,8 +193,31 @@ impl Updater {
 
     fn report(&self) {
         let names: Vec<String> = self.followed.iter().map(|f| f.name.clone()).collect();
-        let report = self.state.report(&names).to_string();
-        let _ = self.to_loop.send(ToLoop::State(report));
+        let mut report = self.state.report(&names);
+        for name in &names {
+            let progress = self.in_progress.get(name).map(|(version, stage)| {
+                serde_json::json!({ "version": version, "stage": stage.as_str() })
+            });
+            report[name.as_str()]["in_progress"] = progress.into();
+        }
+        let _ = self.to_loop.send(ToLoop::State(report.to_string()));
+    }
+
+    /// Marks (and reports, and logs) the stage `classifier`'s update `version` has reached.
+    fn progress(&mut self, classifier: &str, version: u64, stage: Stage) {
+        tracing::info!(
+            "classifier {classifier:?}: adapter update {version}: {}",
+            stage.as_str()
+        );
+        self.in_progress
+            .insert(classifier.to_string(), (version, stage));
+        self.report();
+    }
+
+    fn failed(&mut self, name: &str, failure: &Failure) {
+        tracing::warn!("adapter updates: classifier {name:?}: {}", failure.error);
+        let outcome = failure.error.outcome();
+        self.attempt(name, failure.version, outcome, Some(&failure.error));
     }
 
     /// Writes the state, unless the file changed from outside since it was read (a rollback):
@@ -286,21 +272,22 @@ impl Updater {
         for f in self.followed.clone() {
             let cstate = self.state.classifier(&f.name).clone();
             let base = self.bases.get(&f.name).cloned().flatten();
-            match check::check(&repo, &f.name, &cstate, base.as_deref(), &self.config.dir).await {
-                Ok(Decision::UpToDate) => {
+            match check::pick(&repo, &f.name, &cstate) {
+                Ok(None) => {
                     let version = self.running.get(&f.name).copied().flatten();
                     self.attempt(&f.name, version, Outcome::UpToDate, None);
                 }
-                Ok(Decision::Staged(staged)) => self.activate(staged).await,
-                Err(failure) => {
-                    tracing::warn!(
-                        "adapter updates: classifier {:?}: {}",
-                        f.name,
-                        failure.error
-                    );
-                    let outcome = failure.error.outcome();
-                    self.attempt(&f.name, failure.version, outcome, Some(&failure.error));
+                Ok(Some(offer)) => {
+                    self.progress(&f.name, offer.version, Stage::Downloading);
+                    let dir = &self.config.dir;
+                    match check::fetch_and_stage(&repo, &f.name, &offer, base.as_deref(), dir).await
+                    {
+                        Ok(staged) => self.activate(staged).await,
+                        Err(failure) => self.failed(&f.name, &failure),
+                    }
+                    self.in_progress.remove(&f.name);
                 }
+                Err(failure) => self.failed(&f.name, &failure),
             }
             self.save();
             self.report();
@@ -317,8 +304,10 @@ impl Updater {
     /// Hands a staged version to the engine and commits it if the engine swapped it in.
     async fn activate(&mut self, staged: Staged) {
         let change = change_for(&staged.dir, staged.version, true);
+        self.progress(&staged.classifier, staged.version, Stage::Testing);
         match self.swap(&staged.classifier, change).await {
             Ok(swapped) => {
+                self.progress(&staged.classifier, staged.version, Stage::Switching);
                 let evicted = self
                     .state
                     .classifier(&staged.classifier)
