@@ -7,7 +7,7 @@ mod mqtt_support;
 mod updates_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use http_support::{Fault, FileServer};
@@ -29,16 +29,6 @@ enum Stage {
     Canary,
     /// Swapped in by the engine, the state file being committed.
     Switching,
-}
-
-/// The daemon binary, SIGKILLed if a test fails while it runs.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn spawn_daemon(config: &Path, log: &Path) -> Running {

@@ -7,21 +7,12 @@
 mod mqtt_support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use mqtt_support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_landfall");
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -51,14 +42,7 @@ async fn run_without_a_config_classifies_and_captions() {
         .spawn()
         .expect("start landfall run");
     let _daemon = Running(child);
-    let deadline = Instant::now() + WAIT;
-    while std::net::TcpStream::connect(("127.0.0.1", 1883)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:1883"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(1883);
     let mut client = Client5::connect(1883, "default-run-tester", false).await;
     client.subscribe("landfall/+/status").await;
     let device = loop {

@@ -7,21 +7,12 @@
 mod mqtt_support;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mqtt_support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_landfall");
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn start(dir: &Path, port: u16) -> Running {
     let f = fixtures();
@@ -43,14 +34,7 @@ fn start(dir: &Path, port: u16) -> Running {
         .stdout(Stdio::null())
         .spawn()
         .expect("start landfall run");
-    let deadline = Instant::now() + WAIT;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the embedded broker never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     Running(child)
 }
 

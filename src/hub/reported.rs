@@ -9,6 +9,7 @@ use reqwest::header::{HeaderMap, CONTENT_LENGTH, ETAG, LOCATION};
 use reqwest::StatusCode;
 use sha1::{Digest, Sha1};
 
+use super::transfer::refusal;
 use super::{Hub, HubError};
 use crate::util::hex;
 use crate::util::http::describe;
@@ -158,26 +159,8 @@ pub async fn reported(hub: &Hub, label: &str, url: &str) -> Result<Reported, Hub
             tokio::time::sleep(policy.delay(failed)).await;
             continue;
         }
-        if status == StatusCode::NOT_FOUND {
-            return Err(fail(
-                &at,
-                format!(
-                    "HTTP {status}: the Hub has no such repo, revision or file (check the \
-                     manifest entry)"
-                ),
-            ));
-        }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(fail(
-                &at,
-                format!(
-                    "HTTP {status}: the repo does not exist, or is gated or private and needs \
-                     HF_TOKEN set to a token with access"
-                ),
-            ));
-        }
         if !status.is_success() && !status.is_redirection() {
-            return Err(fail(&at, format!("HTTP {status}")));
+            return Err(fail(&at, refusal(status)));
         }
         match from_headers(status, response.headers()) {
             Ok(Some(r)) => return Ok(r),

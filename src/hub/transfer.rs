@@ -169,19 +169,7 @@ impl Fetch<'_> {
             {
                 return Ok(Some(Retry::because(format!("HTTP {s}"))));
             }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(self.fail(format!(
-                    "HTTP {status}: the repo does not exist, or is gated or private and needs \
-                     HF_TOKEN set to a token with access"
-                )))
-            }
-            StatusCode::NOT_FOUND => {
-                return Err(self.fail(format!(
-                    "HTTP {status}: the Hub has no such repo, revision or file (check the \
-                     manifest entry)"
-                )))
-            }
-            s => return Err(self.fail(format!("HTTP {s}"))),
+            s => return Err(self.fail(refusal(s))),
         };
         if let (Some(expected), Some(total)) = (self.expected_size, total) {
             if total != expected {
@@ -229,6 +217,20 @@ impl Fetch<'_> {
         *received = Received::default();
         progress.restart_at(0);
         Ok(())
+    }
+}
+
+/// Why the Hub refused a request with `status`, for the one-line error.
+pub(crate) fn refusal(status: StatusCode) -> String {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
+            "HTTP {status}: the repo does not exist, or is gated or private and needs HF_TOKEN \
+             set to a token with access"
+        ),
+        StatusCode::NOT_FOUND => format!(
+            "HTTP {status}: the Hub has no such repo, revision or file (check the manifest entry)"
+        ),
+        s => format!("HTTP {s}"),
     }
 }
 

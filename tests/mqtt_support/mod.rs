@@ -113,6 +113,29 @@ impl Drop for Mosquitto {
     }
 }
 
+/// A daemon binary (or any child), SIGKILLed and reaped if a test fails while it runs.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most [`WAIT`]) until something listens on 127.0.0.1:`port`, as the embedded broker
+/// does once the daemon has started it.
+pub fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn terminate(child: &Child) {
     let pid = i32::try_from(child.id()).expect("pid fits i32");
     // SAFETY: kill(2) on a child we started and have not reaped.
