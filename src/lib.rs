@@ -23,6 +23,9 @@
 //! - [`config`]: the daemon's TOML config, raw then validated.
 //! - [`mqtt`]: the broker connection, delivery bookkeeping and offline queue, topic names, Home
 //!   Assistant discovery, the embedded broker.
+//! - [`http`]: the HTTP API beside MQTT (the FastAPI service's endpoints, `/v1/...`,
+//!   Prometheus `/metrics`): routes, token, CORS, answer shapes; its calls go to the daemon's
+//!   loop.
 //! - [`daemon`]: `landfall run`: the core (every decision, no I/O), the engine thread that owns
 //!   the models, the scheduler, and the loop that carries out the core's actions.
 //! - [`hub`]: `landfall models pull`/`pin`: the model manifest, verified resumable downloads from
@@ -38,6 +41,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod health;
+pub mod http;
 pub mod hub;
 pub mod imaging;
 pub mod logging;

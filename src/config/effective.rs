@@ -110,6 +110,7 @@ pub(super) fn to_raw(c: &Config) -> RawConfig {
             )
         })
         .collect();
+    raw.http = super::http::to_raw(&c.http);
     raw.homeassistant.enabled = sp(c.homeassistant.enabled);
     raw.homeassistant.discovery_prefix = sp(c.homeassistant.discovery_prefix.clone());
     raw.updates = c.updates.as_ref().map(|u| {

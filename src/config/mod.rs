@@ -5,6 +5,7 @@
 mod ctx;
 mod duration;
 mod effective;
+mod http;
 pub mod raw;
 pub mod settings;
 mod validate;

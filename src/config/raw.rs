@@ -43,6 +43,24 @@ pub struct RawConfig {
     pub homeassistant: RawHomeAssistant,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updates: Option<Spanned<RawUpdates>>,
+    #[serde(default)]
+    pub http: RawHttp,
+}
+
+/// `[http]`: the HTTP API beside MQTT.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Sp<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Sp<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Sp<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors_origins: Vec<Spanned<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Sp<i64>,
 }
 
 /// `[updates]`: where signed adapter updates come from.

@@ -55,6 +55,7 @@ pub struct Config {
     pub homeassistant: HomeAssistantConfig,
     /// Signed adapter updates; `None` without `[updates]`.
     pub updates: Option<UpdatesConfig>,
+    pub http: HttpConfig,
 }
 
 /// `[updates]`: a TUF repository of adapter bundles.
@@ -82,6 +83,19 @@ pub struct CaptionerConfig {
     pub max_new_tokens: usize,
     /// The prompt of captions that give none (empty: an unprompted caption).
     pub prompt: String,
+}
+
+/// `[http]`: the HTTP API, off unless enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Where it listens; `None`: off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Bearer token every request must carry (required off loopback).
+    pub token: Option<String>,
+    /// Origins allowed cross-origin requests (CORS); none by default.
+    pub cors_origins: Vec<String>,
+    /// Largest request body; larger ones are answered 413.
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone)]

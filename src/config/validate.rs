@@ -103,6 +103,7 @@ pub(super) fn from_raw(raw: RawConfig, text: &str, file: &str) -> Result<Config,
     let templates = vision::templates(&cx, &raw.templates)?;
     let cameras = vision::cameras(&cx, &raw.cameras)?;
     let homeassistant = vision::homeassistant(&cx, &raw.homeassistant)?;
+    let http = super::http::http(&cx, &raw.http, mqtt.max_payload_bytes.get())?;
     let updates = raw
         .updates
         .as_ref()
@@ -120,6 +121,7 @@ pub(super) fn from_raw(raw: RawConfig, text: &str, file: &str) -> Result<Config,
         cameras,
         homeassistant,
         updates,
+        http,
     })
 }
 

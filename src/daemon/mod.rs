@@ -14,6 +14,7 @@
 
 pub mod core;
 pub mod engine;
+mod http_bridge;
 pub mod jobs;
 pub mod metrics;
 pub mod scheduler;
@@ -27,16 +28,20 @@ use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, MissedTickBehavior};
 
 use self::core::{Action, CameraView, Core, CoreSetup, Event, HealthInputs, OutboxFigures};
-use crate::camera::{decode::decode_b64_image, Camera};
+use crate::camera::decode::{decode_b64_image, decode_image};
+use crate::camera::Camera;
 use crate::config::Config;
 use crate::health::SystemSampler;
+use crate::http::Ask;
 use crate::mqtt::link::{self, Ack, Client, LinkEvent};
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::spool::{Spool, SpoolError};
 use crate::mqtt::topics::Topics;
 use crate::mqtt::{broker, MqttError};
+use crate::wire::requests::Upload;
 use crate::wire::OFFLINE;
 use engine::{Engine, EngineError};
+use http_bridge::HttpBridge;
 use jobs::JobId;
 
 /// How long a stop may take to answer what is in hand.
@@ -54,6 +59,8 @@ pub enum DaemonError {
     Spool(#[from] SpoolError),
     #[error(transparent)]
     Mqtt(#[from] MqttError),
+    #[error("HTTP API: {0}")]
+    Http(std::io::Error),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -71,6 +78,7 @@ struct Hands {
     offline_acked: bool,
     /// Connection attempts failed in a row (logged loudly at first, then sparingly).
     failures: u32,
+    http: HttpBridge,
 }
 
 impl Hands {
@@ -96,10 +104,15 @@ impl Hands {
                         engine_gone = true;
                     }
                 }
-                Action::Decode { job, b64 } => {
+                Action::Decode { job, image } => {
                     let tx = self.decoded.clone();
                     tokio::task::spawn_blocking(move || {
-                        let image = decode_b64_image(&b64).map_err(|e| e.to_string());
+                        let image = match image {
+                            Upload::Base64(b64) => {
+                                decode_b64_image(&b64).map_err(|e| e.to_string())
+                            }
+                            Upload::Bytes(bytes) => decode_image(&bytes).map_err(|e| e.to_string()),
+                        };
                         let _ = tx.send((job, image));
                     });
                 }
@@ -115,8 +128,7 @@ impl Hands {
                 }),
                 Action::Ready(status) => systemd::ready(&status),
                 Action::Stopping => systemd::stopping(),
-                // No HTTP server in this loop yet: nothing can have asked.
-                Action::Respond { .. } => {}
+                Action::Respond { request, reply } => self.http.respond(request, reply),
             }
         }
         engine_gone
@@ -297,6 +309,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let cameras: Vec<Camera> = config.cameras.iter().cloned().map(Camera::start).collect();
     let s = &config.scheduler;
+    let captioner_name = loaded.captioner.name.clone();
     let mut core = Core::new(
         CoreSetup {
             topics,
@@ -325,6 +338,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Instant::now(),
     );
     let (decoded_tx, mut decoded_rx) = mpsc::unbounded_channel();
+    let (http, mut http_rx) = HttpBridge::start(&config.http, &captioner_name)
+        .await
+        .map_err(DaemonError::Http)?;
     let mut hands = Hands {
         client,
         outbox: Outbox::new(spool, OUTBOX_WINDOW, OUTBOX_MEMORY),
@@ -334,6 +350,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         updater,
         offline_acked: false,
         failures: 0,
+        http,
     };
     let mut system = SystemSampler::default();
 
@@ -374,6 +391,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             },
             Some((job, image)) = decoded_rx.recv() => event = Some(Event::Decoded { job, image }),
+            Some(call) = http_rx.recv() => {
+                let (request, ask) = hands.http.take(call);
+                event = Some(match ask {
+                    Ask::Request(body) => Event::HttpRequest { request, body },
+                    Ask::Health | Ask::Metrics => Event::HttpStatus {
+                        request,
+                        inputs: health_inputs(&mut system, &hands),
+                        metrics: matches!(ask, Ask::Metrics),
+                    },
+                });
+            }
             Some(msg) = updates_rx.recv() => event = Some(match msg {
                 updater::ToLoop::Change { classifier, change } => {
                     Event::AdapterChange { classifier, change }
@@ -410,6 +438,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Goodbye: answer what is left, say offline, keep what the broker did not take.
     core.abandon_unfinished();
     hands.act(core.take_actions());
+    hands.http.stop().await;
     if hands.outbox.is_connected() && link_alive {
         let offline = core.offline_message();
         if let Err(e) = hands.outbox.push(offline, None) {

@@ -24,6 +24,10 @@ impl CameraSetting {
     }
 }
 
+/// The shortest and longest caption interval, in seconds, that `P/camera/<cam>/interval/set`
+/// accepts (also the bounds of Home Assistant's number entity).
+pub const INTERVAL_BOUNDS_S: (u64, u64) = (1, 86_400);
+
 /// Every topic of one device, built once from the config.
 #[derive(Debug, Clone)]
 pub struct Topics {

@@ -28,14 +28,21 @@ pub struct VisionRequest {
     /// VQA only (required there).
     pub question: Option<String>,
     pub camera: Option<String>,
-    /// Base64 of an encoded image (JPEG, PNG, WebP); `None`: the camera's latest frame.
-    pub image_b64: Option<String>,
+    /// An encoded image (JPEG, PNG, WebP); `None`: the camera's latest frame.
+    pub image: Option<Upload>,
     /// The full prompt, used as is (a VQA request's question then only goes in the answer).
     pub prompt: Option<String>,
     /// VQA: answer options, filled into the template's `{choices}`; distinct.
     pub choices: Option<Vec<String>>,
     /// VQA: the name of a `[templates]` entry.
     pub template: Option<String>,
+}
+
+/// An uploaded image as it came: MQTT's `image_b64` text, or a file's bytes (HTTP uploads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upload {
+    Base64(String),
+    Bytes(Vec<u8>),
 }
 
 /// Any request, by task.
@@ -217,7 +224,9 @@ pub fn parse_vision_request(
         task,
         question,
         camera: f.string("camera", "a configured camera's name")?,
-        image_b64: f.string("image_b64", "base64 of a JPEG, PNG or WebP image")?,
+        image: f
+            .string("image_b64", "base64 of a JPEG, PNG or WebP image")?
+            .map(Upload::Base64),
         prompt: f.string("prompt", "the prompt text")?,
         choices,
         template: f.string("template", "the name of a [templates] entry")?,
@@ -353,7 +362,7 @@ mod tests {
         assert_eq!(r.question.as_deref(), Some("what colour?"));
         assert_eq!(r.choices.unwrap(), vec!["red", "blue"]);
         let r = parse_vision_request(br#"{"id":"c"}"#, 1000, Task::Caption).unwrap();
-        assert_eq!((r.id, r.camera, r.image_b64), (id("\"c\""), None, None));
+        assert_eq!((r.id, r.camera, r.image), (id("\"c\""), None, None));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{LabelScores, RequestId};
+use super::{ErrorCode, ErrorReply, LabelScores, RequestId};
 
 /// A classify answer.
 #[derive(Debug, Clone, Serialize)]
@@ -56,4 +56,31 @@ pub struct CameraCaption {
     pub caption: String,
     pub latency_ms: f64,
     pub model: String,
+}
+
+/// A finished request's answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Answered {
+    Classify(ClassifyResult),
+    Vision(VisionResult),
+    Error(ErrorReply),
+}
+
+impl Answered {
+    pub fn error(id: RequestId, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error(ErrorReply::new(id, code, message))
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Self::Error(_))
+    }
+
+    /// The error code, for an error answer.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Error(e) => Some(e.error.code),
+            _ => None,
+        }
+    }
 }

@@ -8,35 +8,9 @@ use crate::daemon::jobs::{Answer, JobError};
 use crate::daemon::metrics::round;
 use crate::models::status::ModelStatus;
 use crate::mqtt::spool::OutMessage;
+pub use crate::wire::results::Answered;
 use crate::wire::results::{ClassifyResult, VisionResult};
-use crate::wire::{to_json, ErrorCode, ErrorReply, LabelScores, RequestId, Task};
-
-/// A finished request's answer.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum Answered {
-    Classify(ClassifyResult),
-    Vision(VisionResult),
-    Error(ErrorReply),
-}
-
-impl Answered {
-    pub fn error(id: RequestId, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Error(ErrorReply::new(id, code, message))
-    }
-
-    pub fn is_error(&self) -> bool {
-        matches!(self, Self::Error(_))
-    }
-
-    /// The error code, for an error answer.
-    pub fn code(&self) -> Option<ErrorCode> {
-        match self {
-            Self::Error(e) => Some(e.error.code),
-            _ => None,
-        }
-    }
-}
+use crate::wire::{to_json, ErrorCode, LabelScores, RequestId, Task};
 
 /// What the job said it was, for building its answer.
 #[derive(Debug, Clone)]

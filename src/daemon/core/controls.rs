@@ -6,15 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::mqtt::topics::CameraSetting;
+use crate::mqtt::topics::{CameraSetting, INTERVAL_BOUNDS_S};
 
 use super::answers::status_message;
 use super::events::Action;
 use super::Core;
 
 /// The shortest and longest caption interval that can be set.
-const MIN_INTERVAL: Duration = Duration::from_secs(1);
-const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+const MIN_INTERVAL: Duration = Duration::from_secs(INTERVAL_BOUNDS_S.0);
+const MAX_INTERVAL: Duration = Duration::from_secs(INTERVAL_BOUNDS_S.1);
 
 /// `ON`/`OFF` as Home Assistant's switches send them (also true/false, 1/0, any case).
 fn parse_switch(payload: &str) -> Option<bool> {

@@ -1,9 +1,10 @@
-//! Uploaded images on their way to the model: each request's `image_b64` is decoded by a worker
+//! Uploaded images on their way to the model: each request's image (`image_b64`, an HTTP upload) is decoded by a worker
 //! off the loop, at most [`MAX_DECODING`] at once, the rest waiting in arrival order.
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::daemon::jobs::JobId;
+use crate::wire::requests::Upload;
 
 /// Images decoded at once; more wait their turn.
 pub const MAX_DECODING: usize = 2;
@@ -18,7 +19,7 @@ pub struct AwaitingImage {
 #[derive(Debug, Default)]
 pub struct Decodes {
     awaiting: HashMap<JobId, AwaitingImage>,
-    queue: VecDeque<(JobId, String)>,
+    queue: VecDeque<(JobId, Upload)>,
     running: usize,
 }
 
@@ -28,13 +29,13 @@ impl Decodes {
         self.queue.len()
     }
 
-    pub fn push(&mut self, job: JobId, b64: String, awaiting: AwaitingImage) {
+    pub fn push(&mut self, job: JobId, image: Upload, awaiting: AwaitingImage) {
         self.awaiting.insert(job, awaiting);
-        self.queue.push_back((job, b64));
+        self.queue.push_back((job, image));
     }
 
     /// The images to hand to workers now.
-    pub fn start(&mut self) -> Vec<(JobId, String)> {
+    pub fn start(&mut self) -> Vec<(JobId, Upload)> {
         let mut out = Vec::new();
         while self.running < MAX_DECODING {
             let Some(next) = self.queue.pop_front() else {
@@ -78,7 +79,7 @@ mod tests {
     fn at_most_two_decode_at_once_in_arrival_order() {
         let mut d = Decodes::default();
         for i in 1..=3 {
-            d.push(JobId(i), format!("b{i}"), kept());
+            d.push(JobId(i), Upload::Base64(format!("b{i}")), kept());
         }
         let started: Vec<u64> = d.start().iter().map(|(j, _)| j.0).collect();
         assert_eq!(started, vec![1, 2]);

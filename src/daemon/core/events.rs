@@ -4,12 +4,13 @@
 
 use image::RgbImage;
 
-use super::answers::Answered;
 use crate::daemon::jobs::{AdapterChange, Done, JobId, Swapped, Work};
 use crate::health::{ProcessMemory, SystemFacts};
+use crate::http::HttpReply;
 use crate::mqtt::link::{Ack, InMessage};
 use crate::mqtt::spool::OutMessage;
 use crate::updates::UpdateError;
+use crate::wire::requests::{Request, Upload};
 
 #[derive(Debug)]
 pub enum Event {
@@ -43,6 +44,15 @@ pub enum Event {
     },
     /// The updater's report for `P/adapters/state` (JSON).
     AdapterState(String),
+    /// A classify, caption or VQA request over HTTP, by the loop's number for it.
+    HttpRequest { request: u64, body: Request },
+    /// An HTTP request for the health report (`metrics`: with the `/metrics` figures); the loop
+    /// read these figures.
+    HttpStatus {
+        request: u64,
+        inputs: HealthInputs,
+        metrics: bool,
+    },
 }
 
 /// What the loop measured for a health report.
@@ -76,19 +86,19 @@ pub enum Action {
     Subscribe(Vec<String>),
     /// Hand a batch to the engine.
     Submit(Work),
-    /// Decode a request's `image_b64` off the loop.
+    /// Decode a request's image off the loop.
     Decode {
         job: JobId,
-        b64: String,
+        image: Upload,
     },
     /// Tell systemd the daemon is ready, with a status line.
     Ready(String),
     /// Tell systemd the daemon is stopping.
     Stopping,
-    /// Answer an HTTP request, by the server's number for it.
+    /// Answer an HTTP request, by the loop's number for it.
     Respond {
         request: u64,
-        answered: Answered,
+        reply: HttpReply,
     },
     /// An announcement says the update repository changed: check it now.
     CheckUpdates,

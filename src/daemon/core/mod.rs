@@ -19,6 +19,7 @@ mod controls;
 mod decodes;
 mod events;
 mod health;
+mod http;
 mod intake;
 mod jobs_table;
 mod records;
@@ -87,6 +88,8 @@ pub struct Core {
     cameras: Cameras,
     homeassistant: HomeAssistantConfig,
     has_temperature: bool,
+    /// The old per-entity discovery messages were moved to the device message (once a run).
+    legacy_discovery_removed: bool,
     /// Adapter updates are on (announcements are listened to).
     updates: bool,
     /// The updater's last `P/adapters/state` report, sent again on each connect.
@@ -138,6 +141,7 @@ impl Core {
             cameras,
             homeassistant: setup.homeassistant,
             has_temperature: false,
+            legacy_discovery_removed: false,
             updates: setup.updates,
             last_adapter_state: None,
             connected: false,
@@ -207,6 +211,12 @@ impl Core {
                 self.on_adapter_change(classifier, change, now)
             }
             Event::AdapterState(report) => self.publish_adapter_state(report),
+            Event::HttpRequest { request, body } => self.on_http_request(request, body, now),
+            Event::HttpStatus {
+                request,
+                inputs,
+                metrics,
+            } => self.on_http_status(request, inputs, metrics, now),
             Event::Stop => {
                 if !self.draining {
                     tracing::info!("stopping: answering the requests in hand, then going offline");

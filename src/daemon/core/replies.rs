@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use crate::daemon::jobs::{Answer, JobError, JobId, ReplyTo};
+use crate::http::HttpReply;
 use crate::mqtt::link::Ack;
 use crate::wire::{ErrorCode, ErrorReply};
 
@@ -79,7 +80,7 @@ impl Core {
     /// Sends a request its answer, with its ack.
     pub(super) fn send(&mut self, job: RequestJob, answered: Answered) {
         if let Some(code) = answered.code() {
-            self.metrics.errors += 1;
+            self.metrics.record_error(code);
             tracing::debug!("answering {} with {code:?}", job.id);
         }
         if let Some(fp) = job.fingerprint {
@@ -96,7 +97,10 @@ impl Core {
                     self.actions.push(Action::Publish { msg, ack: job.ack });
                 }
             }
-            ReplyTo::Http(request) => self.actions.push(Action::Respond { request, answered }),
+            ReplyTo::Http(request) => self.actions.push(Action::Respond {
+                request,
+                reply: HttpReply::Answer(answered),
+            }),
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::models::status::{ModelState, ModelStatus};
 use crate::prompts::{self, PromptVars};
-use crate::wire::requests::VisionRequest;
+use crate::wire::requests::{Upload, VisionRequest};
 use crate::wire::{ErrorCode, Task};
 
 use super::cameras::Cameras;
@@ -56,8 +56,8 @@ pub fn classifier_for(name: Option<&str>, classifiers: &[ModelStatus]) -> Result
 /// Where a vision request's image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageFrom {
-    /// The request's `image_b64`, decoded on a worker.
-    Upload(String),
+    /// The request's own image (`image_b64`, or an HTTP upload), decoded on a worker.
+    Upload(Upload),
     /// The latest frame of this camera.
     Camera(usize),
 }
@@ -93,7 +93,7 @@ pub fn plan_vision(req: VisionRequest, cx: &VisionContext) -> Result<VisionPlan,
                 ),
             )
         })?),
-        None if req.image_b64.is_some() => None,
+        None if req.image.is_some() => None,
         None if cx.cameras.is_empty() => {
             return Err((
                 ErrorCode::MissingField,
@@ -140,8 +140,8 @@ pub fn plan_vision(req: VisionRequest, cx: &VisionContext) -> Result<VisionPlan,
             None => cx.default_prompt.to_string(),
         },
     };
-    let image = match (req.image_b64, camera) {
-        (Some(b64), _) => ImageFrom::Upload(b64),
+    let image = match (req.image, camera) {
+        (Some(upload), _) => ImageFrom::Upload(upload),
         (None, Some(i)) => ImageFrom::Camera(i),
         // Unreachable by the camera choice above; answered rather than assumed.
         (None, None) => {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::daemon::scheduler::Priority;
 use crate::mqtt::homeassistant;
 use crate::mqtt::spool::OutMessage;
-use crate::wire::health::QueueDepths;
+use crate::wire::health::{Health, QueueDepths};
 use crate::wire::{to_json, OFFLINE, ONLINE};
 
 use super::answers::status_message;
@@ -55,6 +55,16 @@ impl Core {
         if !self.connected {
             return;
         }
+        match to_json(&self.health_report(inputs, now)) {
+            Ok(payload) => {
+                self.publish_control(status_message(&self.topics.health, payload));
+            }
+            Err(e) => tracing::error!("cannot serialize the health report: {e}"),
+        }
+    }
+
+    /// The health report as of now (also for HTTP's `/v1/health` and `/metrics`).
+    pub(super) fn health_report(&self, inputs: HealthInputs, now: Instant) -> Health {
         let (cameras, camera_totals) = self.cameras.health();
         let figures = health::CoreFigures {
             device_id: &self.device_id,
@@ -76,27 +86,39 @@ impl Core {
                 .saturating_duration_since(self.metrics.started)
                 .as_secs(),
         };
-        match to_json(&health::report(figures, inputs)) {
-            Ok(payload) => {
-                self.publish_control(status_message(&self.topics.health, payload));
-            }
-            Err(e) => tracing::error!("cannot serialize the health report: {e}"),
-        }
+        health::report(figures, inputs)
     }
 
-    /// Retained discovery configs, when Home Assistant discovery is on and the broker is there.
+    /// The retained discovery message, when Home Assistant discovery is on and the broker is
+    /// there; on the first of a run, the old per-entity messages are moved over and removed.
     pub(super) fn publish_discovery(&mut self) {
         if !self.homeassistant.enabled || !self.connected {
             return;
         }
-        let names: Vec<String> = self.cameras.names().into_iter().map(String::from).collect();
-        for msg in homeassistant::discovery(
-            &self.homeassistant.discovery_prefix,
+        let cameras: Vec<String> = self.cameras.names().into_iter().map(String::from).collect();
+        let classifiers: Vec<String> = self.classifiers.iter().map(|m| m.name.clone()).collect();
+        let prefix = self.homeassistant.discovery_prefix.clone();
+        let device = homeassistant::device_discovery(
+            &prefix,
             &self.topics,
-            &self.device_id,
-            &names,
-            self.has_temperature,
-        ) {
+            homeassistant::DeviceInventory {
+                device_id: &self.device_id,
+                cameras: &cameras,
+                classifiers: &classifiers,
+                has_temperature: self.has_temperature,
+            },
+        );
+        if self.legacy_discovery_removed {
+            self.publish_control(device);
+            return;
+        }
+        self.legacy_discovery_removed = true;
+        let (migrate, remove) = homeassistant::legacy_removal(&prefix, &self.device_id, &cameras);
+        for msg in migrate {
+            self.publish_control(msg);
+        }
+        self.publish_control(device);
+        for msg in remove {
             self.publish_control(msg);
         }
     }

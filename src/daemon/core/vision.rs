@@ -60,7 +60,7 @@ impl Core {
                 let id = self.new_job(now, JobKind::Request(job));
                 self.admit_vision(id, frame.image, plan.prompt, choices, now);
             }
-            (None, ImageFrom::Upload(b64)) => {
+            (None, ImageFrom::Upload(upload)) => {
                 if self.decodes.waiting() >= self.jobs.capacity() {
                     self.metrics.overloaded += 1;
                     return self.refuse(
@@ -74,7 +74,7 @@ impl Core {
                     prompt: plan.prompt,
                     choices,
                 };
-                self.decodes.push(id, b64, keep);
+                self.decodes.push(id, upload, keep);
                 self.start_decodes();
             }
             (None, ImageFrom::Camera(_)) => {}
@@ -110,8 +110,8 @@ impl Core {
 
     /// Hands waiting images to decoding workers.
     fn start_decodes(&mut self) {
-        for (job, b64) in self.decodes.start() {
-            self.actions.push(Action::Decode { job, b64 });
+        for (job, image) in self.decodes.start() {
+            self.actions.push(Action::Decode { job, image });
         }
     }
 

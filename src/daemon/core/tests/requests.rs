@@ -5,6 +5,8 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use crate::wire::requests::Upload;
+
 use super::*;
 
 #[test]
@@ -167,8 +169,8 @@ fn uploaded_images_are_decoded_off_the_loop() {
     h.request("caption", r#"{"id":"up","image_b64":"aGVsbG8="}"#);
     let a = h.actions();
     let job = match a.as_slice() {
-        [Action::Decode { job, b64 }] => {
-            assert_eq!(b64, "aGVsbG8=");
+        [Action::Decode { job, image }] => {
+            assert_eq!(image, &Upload::Base64("aGVsbG8=".into()));
             *job
         }
         other => panic!("{other:?}"),
