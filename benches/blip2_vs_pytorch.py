@@ -23,6 +23,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quiet  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -91,8 +94,15 @@ def pytorch_worker(args):
                       "decode_tokens_per_s": (n - 1) / (decode_ms / 1e3), "threads": args.threads}), flush=True)
 
 
+MAX_OTHER_CORES = quiet.DEFAULT_MAX_OTHER_CORES
+
+
 def run_line(cmd, env):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        proc, others = quiet.run_quiet(cmd, env, MAX_OTHER_CORES)
+    except quiet.Busy as e:
+        sys.exit(f"not reported: {e}")
+    print(f"# other processes used {others:.2f} cores meanwhile", file=sys.stderr)
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -142,10 +152,20 @@ def main():
     ap.add_argument("--work-dir", default="/var/cache/landfall/bench/results")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--logits-out", help=argparse.SUPPRESS)
+    ap.add_argument("--max-load", type=float, default=quiet.DEFAULT_MAX_LOAD,
+                    help="start only once the 1-minute load average is at most this")
+    ap.add_argument("--max-other-cores", type=float, default=quiet.DEFAULT_MAX_OTHER_CORES,
+                    help="refuse figures taken while other processes used more CPU than this")
     args = ap.parse_args()
     if args.worker:
         pytorch_worker(args)
         return
+    global MAX_OTHER_CORES
+    MAX_OTHER_CORES = args.max_other_cores
+    try:
+        print(f"# load average {quiet.wait_until_quiet(args.max_load):.2f}", file=sys.stderr)
+    except quiet.Busy as e:
+        sys.exit(f"not reported: {e}")
     import numpy as np
 
     os.makedirs(args.work_dir, exist_ok=True)

@@ -18,6 +18,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quiet  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -86,9 +89,15 @@ def pytorch_worker(base_dir, adapter_dir, threads, seconds, seq_len, batches):
                           "texts_per_s": done / elapsed, "peak_rss_mib": peak}), flush=True)
 
 
+MAX_OTHER_CORES = quiet.DEFAULT_MAX_OTHER_CORES
+
+
 def run_lines(cmd, env):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    proc, others = quiet.run_quiet(cmd, env, MAX_OTHER_CORES)
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    print(f"# {os.path.basename(cmd[0])}: other processes used {others:.2f} cores meanwhile", file=sys.stderr)
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 def main():
@@ -100,12 +109,27 @@ def main():
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--work-dir", default="/tmp/landfall-bench/bert-base-chinese-shape")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--max-load", type=float, default=quiet.DEFAULT_MAX_LOAD,
+                    help="start only once the 1-minute load average is at most this")
+    ap.add_argument("--max-other-cores", type=float, default=quiet.DEFAULT_MAX_OTHER_CORES,
+                    help="refuse figures taken while other processes used more CPU than this")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     base_dir, adapter_dir = make_model(args.work_dir)
     if args.worker:
         pytorch_worker(base_dir, adapter_dir, args.threads, args.seconds, args.seq_len, batches)
         return
+    global MAX_OTHER_CORES
+    MAX_OTHER_CORES = args.max_other_cores
+    try:
+        report(args, batches)
+    except quiet.Busy as e:
+        sys.exit(f"not reported: {e}")
+
+
+def report(args, batches):
+    base_dir, adapter_dir = make_model(args.work_dir)
+    print(f"# load average {quiet.wait_until_quiet(args.max_load):.2f}", file=sys.stderr)
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     rows = run_lines([sys.executable, __file__, "--worker", "--landfall", args.landfall, "--threads", str(args.threads),
                       "--seconds", str(args.seconds), "--seq-len", str(args.seq_len), "--batches", args.batches,

@@ -1,5 +1,6 @@
 //! The classifier against the transformers+peft reference (fp32, CPU) on the tiny fixtures of
 //! tests/fixtures/generate_classifier.py: tokens identical, logits within 1e-4, alone and batched.
+//! `LANDFALL_TEST_DEVICE=cuda` runs the same comparisons on a GPU (`cross/gpu-check.sh`).
 
 mod common;
 
@@ -9,6 +10,14 @@ use landfall::classifier::{BaseCache, Classifier, ClassifierOptions};
 use landfall::models::runtime::Quant;
 
 const TOLERANCE: f32 = 1e-4;
+
+/// The default options, on the device the tests run on.
+fn opts() -> ClassifierOptions {
+    ClassifierOptions {
+        device: common::test_device(),
+        ..Default::default()
+    }
+}
 
 fn load(name: &'static str, opts: &ClassifierOptions) -> (common::Case, Classifier) {
     let c = case(name);
@@ -21,7 +30,7 @@ fn load(name: &'static str, opts: &ClassifierOptions) -> (common::Case, Classifi
 #[test]
 fn token_ids_match_the_reference_tokenizer() {
     for name in CASES {
-        let (c, classifier) = load(name, &ClassifierOptions::default());
+        let (c, classifier) = load(name, &opts());
         assert_eq!(
             classifier.base().tokenizer.max_length,
             c.reference.max_length,
@@ -37,7 +46,7 @@ fn token_ids_match_the_reference_tokenizer() {
 #[test]
 fn logits_match_the_reference_alone_and_batched() {
     for name in CASES {
-        let (c, classifier) = load(name, &ClassifierOptions::default());
+        let (c, classifier) = load(name, &opts());
         assert_eq!(classifier.labels, c.reference.labels, "{name}: labels");
         let single: Vec<Vec<f32>> = c
             .reference
@@ -63,7 +72,7 @@ fn merged_lora_gives_the_same_logits() {
     for name in CASES {
         let opts = ClassifierOptions {
             merge: true,
-            ..Default::default()
+            ..opts()
         };
         let (c, classifier) = load(name, &opts);
         assert!(classifier.adapter().is_some_and(|a| a.is_merged()));
@@ -80,10 +89,7 @@ fn merged_lora_gives_the_same_logits() {
 fn half_precision_stays_finite_and_close() {
     for dtype in [DType::F16, DType::BF16] {
         for name in CASES {
-            let opts = ClassifierOptions {
-                dtype,
-                ..Default::default()
-            };
+            let opts = ClassifierOptions { dtype, ..opts() };
             let (c, classifier) = load(name, &opts);
             let texts: Vec<&str> = c.reference.texts.iter().map(String::as_str).collect();
             let logits = classifier.logits(&texts).unwrap();
@@ -100,15 +106,15 @@ fn half_precision_stays_finite_and_close() {
 #[test]
 fn classifiers_on_one_base_share_it() {
     let a = case("zh_qv");
-    let opts = ClassifierOptions::default();
+    let fp32 = opts();
     let mut cache = BaseCache::default();
-    let first = Classifier::load(&a.base_dir, &a.adapter_dir, &opts, &mut cache).unwrap();
-    let second = Classifier::load(&a.base_dir, &a.adapter_dir, &opts, &mut cache).unwrap();
+    let first = Classifier::load(&a.base_dir, &a.adapter_dir, &fp32, &mut cache).unwrap();
+    let second = Classifier::load(&a.base_dir, &a.adapter_dir, &fp32, &mut cache).unwrap();
     assert_eq!(cache.len(), 1);
     assert!(std::ptr::eq(first.base(), second.base()));
     let q8 = ClassifierOptions {
         quant: Quant::Q8_0,
-        ..Default::default()
+        ..opts()
     };
     Classifier::load(&a.base_dir, &a.adapter_dir, &q8, &mut cache).unwrap();
     assert_eq!(cache.len(), 2, "another quantization is another base");
@@ -118,11 +124,8 @@ fn classifiers_on_one_base_share_it() {
 fn quantized_bases_stay_close_to_fp32() {
     for quant in [Quant::Q8_0, Quant::Q4_0, Quant::Q4K] {
         for name in CASES {
-            let opts = ClassifierOptions {
-                quant,
-                ..Default::default()
-            };
-            let (c, classifier) = load(name, &opts);
+            let quantized = ClassifierOptions { quant, ..opts() };
+            let (c, classifier) = load(name, &quantized);
             let texts: Vec<&str> = c.reference.texts.iter().map(String::as_str).collect();
             let logits = classifier.logits(&texts).unwrap();
             assert!(logits.iter().flatten().all(|v| v.is_finite()));
@@ -133,7 +136,7 @@ fn quantized_bases_stay_close_to_fp32() {
             eprintln!("{name} {quant}: max |Δlogit| {d}");
             let bound = if quant == Quant::Q8_0 { 0.1 } else { 2.5 };
             assert!(d < bound, "{name} {quant}: logits differ by {d}");
-            let fp32 = load(name, &ClassifierOptions::default()).1;
+            let fp32 = load(name, &opts()).1;
             assert!(
                 classifier.base().model.weight_bytes() < fp32.base().model.weight_bytes(),
                 "{name} {quant}: quantized base is not smaller"

@@ -5,6 +5,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Where the fixtures run: `LANDFALL_TEST_DEVICE=cuda` on a GPU (with a `--features cuda`
+/// build), else the CPU.
+pub fn test_device() -> candle_core::Device {
+    match std::env::var("LANDFALL_TEST_DEVICE").as_deref() {
+        Ok("cuda") => candle_core::Device::new_cuda(0)
+            .expect("LANDFALL_TEST_DEVICE=cuda needs a GPU and --features cuda"),
+        _ => candle_core::Device::Cpu,
+    }
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/classifier")
 }
