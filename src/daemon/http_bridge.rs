@@ -3,7 +3,6 @@
 //! the daemon stops are dropped, which their handlers answer 503.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -32,8 +31,7 @@ impl HttpBridge {
             task: None,
         };
         if let Some(server) = HttpServer::bind(config, captioner, tx).await? {
-            let addr: Option<SocketAddr> = server.local_addr().ok();
-            if let Some(addr) = addr {
+            if let Ok(addr) = server.local_addr() {
                 tracing::info!("HTTP API on http://{addr}");
             }
             let (stop, stopped) = oneshot::channel::<()>();

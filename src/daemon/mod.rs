@@ -241,12 +241,12 @@ impl Hands {
     }
 }
 
-fn health_inputs(system: &mut SystemSampler, hands: &Hands) -> HealthInputs {
+fn health_inputs(system: crate::health::SystemFacts, hands: &Hands) -> HealthInputs {
     HealthInputs {
         ts: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        system: system.sample(),
+        system,
         memory: crate::health::process_memory(),
         outbox: hands.outbox_figures(),
     }
@@ -378,7 +378,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     if connected {
                         // First the connection, then a health report right away.
                         core.handle(event.take().unwrap_or(Event::Tick), Instant::now());
-                        event = Some(Event::Health(health_inputs(&mut system, &hands)));
+                        event = Some(Event::Health(health_inputs(system.sample(), &hands)));
                     }
                 }
                 None => link_alive = false,
@@ -397,7 +397,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     Ask::Request(body) => Event::HttpRequest { request, body },
                     Ask::Health | Ask::Metrics => Event::HttpStatus {
                         request,
-                        inputs: health_inputs(&mut system, &hands),
+                        // The last periodic sample: a poller must not shorten P/health's CPU window.
+                        inputs: health_inputs(system.latest().clone(), &hands),
                         metrics: matches!(ask, Ask::Metrics),
                     },
                 });
@@ -409,7 +410,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 updater::ToLoop::State(report) => Event::AdapterState(report),
             }),
             () = sleep_until(due.unwrap_or_else(far)), if due.is_some() => event = Some(Event::Tick),
-            _ = health.tick() => event = Some(Event::Health(health_inputs(&mut system, &hands))),
+            _ = health.tick() => event = Some(Event::Health(health_inputs(system.sample(), &hands))),
             _ = watchdog.tick(), if watchdog_every.is_some() => systemd::watchdog(),
             () = sleep_until(drain_deadline.unwrap_or_else(far)), if drain_deadline.is_some() => {
                 tracing::warn!("stopping: not everything was answered and delivered within {DRAIN_TIMEOUT:?}");

@@ -42,6 +42,8 @@ pub struct SystemFacts {
 pub struct SystemSampler {
     root: PathBuf,
     last_cpu: Option<CpuTimes>,
+    /// What the last [`SystemSampler::sample`] read.
+    latest: SystemFacts,
 }
 
 impl Default for SystemSampler {
@@ -55,7 +57,17 @@ impl SystemSampler {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         let last_cpu = procfs::cpu_times(&root);
-        Self { root, last_cpu }
+        Self {
+            root,
+            last_cpu,
+            latest: SystemFacts::default(),
+        }
+    }
+
+    /// The last sample, without reading anything: for reports between the periodic ones, whose
+    /// CPU figure must keep spanning the whole interval.
+    pub fn latest(&self) -> &SystemFacts {
+        &self.latest
     }
 
     pub fn sample(&mut self) -> SystemFacts {
@@ -70,7 +82,7 @@ impl SystemSampler {
             self.last_cpu = cpu;
         }
         let memory = procfs::memory(root);
-        SystemFacts {
+        self.latest = SystemFacts {
             device_model: jetson::device_model(root),
             cpu_percent,
             mem_total_bytes: memory.map(|m| m.total_bytes),
@@ -80,7 +92,8 @@ impl SystemSampler {
             gpu_load_percent: jetson::gpu_load_percent(root),
             emc: jetson::emc(root),
             power_mode: jetson::power_mode(root),
-        }
+        };
+        self.latest.clone()
     }
 }
 

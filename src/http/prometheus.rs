@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::wire::health::Health;
+use crate::wire::health::{CameraHealth, Health};
 use crate::wire::ErrorCode;
 
 /// The `Content-Type` of the text format.
@@ -203,28 +203,28 @@ pub fn render(s: &MetricsSnapshot, http: &HttpCounts) -> String {
             v as f64,
         );
     }
-    for (metric, help) in [
+    type Count = fn(&CameraHealth) -> u64;
+    let camera_counters: [(&str, &str, Count); 3] = [
         (
             "landfall_camera_frames_captured_total",
             "Frames captured, by camera.",
+            |c| c.captured,
         ),
         (
             "landfall_camera_frames_dropped_total",
             "Frames replaced before anything used them, by camera.",
+            |c| c.dropped,
         ),
         (
             "landfall_camera_captions_total",
             "Periodic captions published, by camera.",
+            |c| c.captions,
         ),
-    ] {
+    ];
+    for (metric, help, count) in camera_counters {
         o.family(metric, "counter", help);
         for (cam, ch) in &h.cameras {
-            let n = match metric {
-                "landfall_camera_frames_captured_total" => ch.captured,
-                "landfall_camera_frames_dropped_total" => ch.dropped,
-                _ => ch.captions,
-            };
-            o.sample(metric, &[("camera", cam)], n as f64);
+            o.sample(metric, &[("camera", cam)], count(ch) as f64);
         }
     }
     o.family(

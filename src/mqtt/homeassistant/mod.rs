@@ -42,6 +42,16 @@ pub struct DeviceInventory<'a> {
     pub has_temperature: bool,
 }
 
+/// A camera setting as a config entity: its retained state and its `.../set` command topic.
+fn setting_component(topics: &Topics, cam: &str, setting: CameraSetting) -> Map<String, Value> {
+    let state = topics.camera_setting(cam, setting);
+    let mut c = Map::new();
+    c.insert("command_topic".into(), format!("{state}/set").into());
+    c.insert("state_topic".into(), state.into());
+    c.insert("entity_category".into(), "config".into());
+    c
+}
+
 /// The one retained device discovery message.
 pub fn device_discovery(
     discovery_prefix: &str,
@@ -74,21 +84,11 @@ pub fn device_discovery(
             c,
         );
 
-        let setting = |s: CameraSetting| topics.camera_setting(cam, s);
-        let mut c = Map::new();
-        c.insert(
-            "state_topic".into(),
-            setting(CameraSetting::Captions).into(),
-        );
-        c.insert(
-            "command_topic".into(),
-            format!("{}/set", setting(CameraSetting::Captions)).into(),
-        );
+        let mut c = setting_component(topics, cam, CameraSetting::Captions);
         c.insert("payload_on".into(), "ON".into());
         c.insert("payload_off".into(), "OFF".into());
         c.insert("state_on".into(), "ON".into());
         c.insert("state_off".into(), "OFF".into());
-        c.insert("entity_category".into(), "config".into());
         c.insert("icon".into(), "mdi:text-box-outline".into());
         add(
             id_part(&format!("camera_{cam}_captions")),
@@ -97,22 +97,13 @@ pub fn device_discovery(
             c,
         );
 
-        let mut c = Map::new();
-        c.insert(
-            "state_topic".into(),
-            setting(CameraSetting::Interval).into(),
-        );
-        c.insert(
-            "command_topic".into(),
-            format!("{}/set", setting(CameraSetting::Interval)).into(),
-        );
+        let mut c = setting_component(topics, cam, CameraSetting::Interval);
         c.insert("min".into(), INTERVAL_BOUNDS_S.0.into());
         c.insert("max".into(), INTERVAL_BOUNDS_S.1.into());
         c.insert("step".into(), 1.into());
         c.insert("mode".into(), "box".into());
         c.insert("unit_of_measurement".into(), "s".into());
         c.insert("device_class".into(), "duration".into());
-        c.insert("entity_category".into(), "config".into());
         add(
             id_part(&format!("camera_{cam}_interval")),
             "number",
