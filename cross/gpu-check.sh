@@ -86,7 +86,7 @@ for dev in "${devices[@]}"; do
             --adapter tests/fixtures/classifier/cases/zh_qv/adapter --device "$dev" --dtype "$dtype" \
             --batch-sizes 1,16 --seq-len 32 --seconds 2)"
         row "bench classify, zh fixture, $dtype, batch 1 / 16" "$dev" \
-            "$(echo "$out" | head -1 | json_field texts_per_s) / $(echo "$out" | tail -1 | json_field texts_per_s peak_rss_mib)"
+            "$(echo "$out" | head -1 | json_field texts_per_s) / $(echo "$out" | tail -1 | json_field texts_per_s peak_rss_mib rss_after_load_mib)"
     done
 done
 

@@ -1,4 +1,5 @@
-//! `landfall bench classify`: texts/s at fixed batch sizes and sequence length, and peak RSS.
+//! `landfall bench classify`: texts/s at fixed batch sizes and sequence length, RSS after the
+//! load and at the peak.
 //! benches/classifier_vs_pytorch.py runs this beside transformers+peft and prints the ratios.
 
 use std::io::Write;
@@ -16,6 +17,9 @@ const FILLER: &str =
 
 pub fn run(args: &BenchClassifyArgs) -> Result<(), CliError> {
     let mut classifier = load_classifier(&args.classifier)?;
+    // On CUDA this is what stays on the host once the weights are on the GPU (on a Jetson the
+    // same DRAM): it should be the runtime's, not the model's.
+    let after_load = process_memory();
     classifier.set_max_length(args.seq_len)?;
     let text = FILLER.repeat(args.seq_len / 8 + 4);
     let stdout = std::io::stdout();
@@ -38,6 +42,7 @@ pub fn run(args: &BenchClassifyArgs) -> Result<(), CliError> {
             "batch": batch,
             "seq_len": args.seq_len,
             "texts_per_s": done as f64 / secs,
+            "rss_after_load_mib": after_load.rss_bytes as f64 / (1024.0 * 1024.0),
             "peak_rss_mib": mem.peak_rss_bytes as f64 / (1024.0 * 1024.0),
             "base_weight_mib": classifier.base().model.weight_bytes() as f64 / (1024.0 * 1024.0),
         });

@@ -11,6 +11,7 @@ use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::Device;
 
+use super::page_cache::release_after_upload;
 use super::ModelError;
 
 /// The metadata key that records which `--quant` a file was written for.
@@ -74,9 +75,13 @@ impl GgufStore {
         }
         // A poisoned lock only means another read failed mid-way; the file handle is still usable.
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        self.content
+        let tensor = self
+            .content
             .tensor(&mut *file, name, device)
-            .map_err(|e| error(e.to_string()))
+            .map_err(|e| error(e.to_string()))?;
+        let start = self.content.tensor_data_offset + self.content.tensor_infos[name].offset;
+        release_after_upload(&file, start, tensor.storage_size_in_bytes() as u64, device);
+        Ok(tensor)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod layers;
 pub mod linear;
 pub mod loader;
 pub mod lora;
+mod page_cache;
 pub mod quantize;
 pub mod runtime;
 mod safetensors;

@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use serde_json::Value;
 
 use super::error::ModelError;
+use super::page_cache::release_after_upload;
 
 /// The header may not exceed this: real ones are kilobytes, a garbage length must not make us
 /// allocate gigabytes.
@@ -102,7 +103,10 @@ impl SafetensorsFile {
         self.file
             .read_exact_at(&mut bytes, info.start)
             .map_err(|e| format!("reading: {e}"))?;
-        Tensor::from_raw_buffer(&bytes, info.dtype, &info.shape, device).map_err(|e| e.to_string())
+        let tensor = Tensor::from_raw_buffer(&bytes, info.dtype, &info.shape, device)
+            .map_err(|e| e.to_string())?;
+        release_after_upload(&self.file, info.start, info.end - info.start, device);
+        Ok(tensor)
     }
 }
 
