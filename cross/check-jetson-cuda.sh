@@ -47,6 +47,17 @@ while read -r sm; do
     [ -z "$sm" ] || [ "$sm" -le "$SM_MAX" ] || bad "embeds PTX for sm_$sm (Orin is sm_$SM_MAX)"
 done < <(sed -n 's/^\.target sm_\([0-9]*\).*/\1/p' <<<"$ptx" | sort -un)
 
+# The static kernels' fatbins (candle-kernels' libmoe): machine code per GPU architecture, listed
+# by cuobjdump (nvidia-cuda-toolkit); each must be for Orin's or an older one.
+cubins=""
+if command -v cuobjdump >/dev/null; then
+    cubins="$(cuobjdump -lelf "$BIN" 2>/dev/null | grep -o 'sm_[0-9]*' | sort | uniq -c | awk '{print $2 "×" $1}' | tr '\n' ' ')"
+    [ -n "$cubins" ] || bad "cuobjdump finds no GPU machine code (the static kernels are missing)"
+    for sm in $(cuobjdump -lelf "$BIN" 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u | tr -d 'sm_'); do
+        [ "$sm" -le "$SM_MAX" ] || bad "carries machine code for sm_$sm (Orin is sm_$SM_MAX)"
+    done
+fi
+
 if ! OBJDUMP="$OBJDUMP" cross/check-glibc.sh "$BIN" "$GLIBC_MAX" >/dev/null; then fail=1; fi
 glibcxx="$("$OBJDUMP" -T "$BIN" | grep -o 'GLIBCXX_[0-9][0-9.]*' | sed 's/GLIBCXX_//' | sort -uV | tail -1 || true)"
 if [ -n "$glibcxx" ] && newer "$glibcxx" "$GLIBCXX_MAX"; then
@@ -54,4 +65,4 @@ if [ -n "$glibcxx" ] && newer "$glibcxx" "$GLIBCXX_MAX"; then
 fi
 
 [ "$fail" = 0 ] || exit 1
-echo "check-jetson-cuda: $BIN: AArch64; NEEDED $(tr '\n' ' ' <<<"$needed"); $modules PTX modules, ISA $(sed -n 's/^\.version \([0-9.]*\).*/\1/p' <<<"$ptx" | sort -uV | tr '\n' ' ')targets $(sed -n 's/^\.target \(sm_[0-9a-z]*\).*/\1/p' <<<"$ptx" | sort -u | tr '\n' ' '); $(OBJDUMP="$OBJDUMP" cross/check-glibc.sh "$BIN" "$GLIBC_MAX" | sed 's/.*: newest/newest/'); GLIBCXX ${glibcxx:-none}"
+echo "check-jetson-cuda: $BIN: AArch64; NEEDED $(tr '\n' ' ' <<<"$needed"); $modules PTX modules, ISA $(sed -n 's/^\.version \([0-9.]*\).*/\1/p' <<<"$ptx" | sort -uV | tr '\n' ' ')targets $(sed -n 's/^\.target \(sm_[0-9a-z]*\).*/\1/p' <<<"$ptx" | sort -u | tr '\n' ' '); cubins ${cubins:-(cuobjdump not installed)}; $(OBJDUMP="$OBJDUMP" cross/check-glibc.sh "$BIN" "$GLIBC_MAX" | sed 's/.*: newest/newest/'); GLIBCXX ${glibcxx:-none}"

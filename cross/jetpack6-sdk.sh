@@ -24,7 +24,13 @@ complete() { local s; for s in "${SONAMES[@]}"; do [ -e "$SDK/lib/$s" ] && [ -e 
 if complete; then echo "$SDK"; exit 0; fi
 
 rm -rf "$SDK.tmp" && mkdir -p "$SDK.tmp/lib" "$SDK.tmp/dl"
-python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+# pip: the system Python's, else a venv's (Debian's python3 may come without pip).
+PY=python3
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    [ -x "$CACHE/sdk-venv/bin/python" ] || python3 -m venv "$CACHE/sdk-venv"
+    PY="$CACHE/sdk-venv/bin/python"
+fi
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
     --platform manylinux2014_aarch64 -d "$SDK.tmp/dl" "${WHEELS[@]}" >&2
 for whl in "$SDK.tmp"/dl/*.whl; do
     python3 -c 'import sys, zipfile

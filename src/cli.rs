@@ -338,6 +338,10 @@ pub struct BenchCaptionArgs {
     /// MiB streamed to measure memory bandwidth (after peak RSS is taken; 0 skips it).
     #[arg(long, default_value_t = 1024)]
     pub bandwidth_mib: usize,
+    /// Also time vision+Q-Former for this many images as one batch (frames due together from
+    /// that many cameras) and report images/s at 1 and at this many; 1 skips it.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub cameras: u32,
 }
 
 #[derive(Debug, Args)]

@@ -217,6 +217,61 @@ fn modern_choices_match_transformers() {
     check_choices("modern");
 }
 
+/// The daemon runs frames due together (several cameras, queued requests) through the vision
+/// encoder and Q-Former as one batch: each image's slice of the batched features must match
+/// transformers as the single-image run does, and generate the same ids.
+#[test]
+fn batched_vision_matches_transformers_per_image() {
+    let mut batched_cases = 0;
+    for name in ["modern", "legacy"] {
+        let r = reference(name);
+        let model = load(&r.dir);
+        for case in r.json["cases"].as_array().unwrap() {
+            let images = case["images"].as_array().unwrap().len();
+            if images < 2 {
+                continue;
+            }
+            batched_cases += 1;
+            let case_name = case["name"].as_str().unwrap();
+            let pixel_values = r.tensor(case_name, "pixel_values");
+            let all = model
+                .image_features(&pixel_values)
+                .unwrap()
+                .split()
+                .unwrap();
+            assert_eq!(all.len(), images);
+            for (i, features) in all.iter().enumerate() {
+                for (what, ours) in [
+                    ("vision_last_hidden", &features.vision),
+                    ("qformer_last_hidden", &features.queries),
+                    ("language_inputs", &features.language_inputs),
+                ] {
+                    let d = max_diff(ours, &row(&r.tensor(case_name, what), i));
+                    assert!(
+                        d < 1e-4,
+                        "{name}/{case_name}[{i}] batched {what}: max |Δ| {d}"
+                    );
+                }
+                let expected_ids: Vec<u32> = case["new_token_ids"][i]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect();
+                let prompt = case["prompt"].as_str().unwrap();
+                let generated = model
+                    .generate(features, prompt, &options(&case["generation"]))
+                    .unwrap();
+                assert_eq!(
+                    generated.tokens, expected_ids,
+                    "{name}/{case_name}[{i}] batched"
+                );
+            }
+        }
+    }
+    assert!(batched_cases > 0, "no fixture case has two or more images");
+}
+
 #[test]
 fn legacy_checkpoint_matches_transformers() {
     if !fixtures().join("legacy/reference.json").is_file() {

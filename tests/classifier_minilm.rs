@@ -144,3 +144,83 @@ fn quantized_bases_keep_predictions() {
         );
     }
 }
+
+/// Per-token cosine between the fp32 and the `quant` encoder's last hidden states over `texts`
+/// (real tokens only): (mean, min). No adapter: this is the base's own matrices quantized.
+fn hidden_cosine(
+    base: &std::path::Path,
+    adapter: &std::path::Path,
+    quant: Quant,
+    texts: &[&str],
+) -> (f64, f64) {
+    let load = |quant| {
+        let opts = ClassifierOptions {
+            quant,
+            ..Default::default()
+        };
+        Classifier::load(base, adapter, &opts, &mut BaseCache::default()).unwrap()
+    };
+    let (fp32, quantized) = (load(Quant::None), load(quant));
+    let enc = fp32.base().tokenizer.encode_batch(texts).unwrap();
+    let hidden = |c: &Classifier| -> Vec<Vec<Vec<f32>>> {
+        let b = c.base();
+        let (ids, mask) = b.model.batch_tensors(&enc.ids, &enc.mask).unwrap();
+        b.model.encode(&ids, &mask, &()).unwrap().to_vec3().unwrap()
+    };
+    let (a, b) = (hidden(&fp32), hidden(&quantized));
+    let mut cosines = Vec::new();
+    for (t, mask) in enc.mask.iter().enumerate() {
+        for (s, &m) in mask.iter().enumerate() {
+            if m == 0 {
+                continue;
+            }
+            let (x, y) = (&a[t][s], &b[t][s]);
+            let dot: f64 = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (*p as f64) * (*q as f64))
+                .sum();
+            let norm = |v: &[f32]| v.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
+            cosines.push(dot / (norm(x) * norm(y)));
+        }
+    }
+    let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+    (mean, cosines.iter().copied().fold(f64::INFINITY, f64::min))
+}
+
+/// q4 on structured weights: BLIP-2's q4 logits cosine on random weights (benches/) sits just
+/// under 0.95; the same quantizers on MiniLM's real matrices are measured here beside a random
+/// base of the same family (the zh fixture), both printed.
+#[test]
+fn q4_on_real_matrices_keeps_hidden_states() {
+    let reference = reference();
+    let texts: Vec<&str> = reference
+        .texts
+        .iter()
+        .take(48)
+        .map(String::as_str)
+        .collect();
+    let minilm_adapter = fixtures().join("minilm_snownlp/adapter");
+    let random_base = fixtures().join("bases/zh_prefixed");
+    let random_adapter = fixtures().join("cases/zh_qv/adapter");
+    let random_texts = [
+        "这个产品非常好用",
+        "质量太差了，很失望",
+        "还行吧，一般般",
+        "物流很快，包装完好",
+    ];
+    for quant in [Quant::Q8_0, Quant::Q4_0, Quant::Q4K] {
+        let (mean, min) = hidden_cosine(&minilm_dir(), &minilm_adapter, quant, &texts);
+        let (rmean, rmin) = hidden_cosine(&random_base, &random_adapter, quant, &random_texts);
+        eprintln!(
+            "{quant}: hidden-state cosine on MiniLM's real matrices mean {mean:.4} (min {min:.4}); on the random zh fixture base mean {rmean:.4} (min {rmin:.4})"
+        );
+        // Floors under what was measured (README, "q4 on real matrices"), to catch a regression
+        // in the quantizers; the 0.95 goal for q4 is reported there, not asserted.
+        let floor = if quant == Quant::Q8_0 { 0.995 } else { 0.90 };
+        assert!(
+            mean >= floor,
+            "{quant}: mean cosine {mean} below {floor} on real weights"
+        );
+    }
+}

@@ -48,6 +48,8 @@ fn reports_every_figure_and_writes_the_logits() {
     assert_eq!(line["quant"], "q8_0");
     // Forced decoding: EOS cannot end the run early.
     assert_eq!(line["new_tokens"], 3);
+    // Four cameras' frames by default, timed as one batch.
+    assert_eq!(line["cameras"], 4);
     for key in [
         "load_s",
         "peak_rss_mib",
@@ -58,6 +60,8 @@ fn reports_every_figure_and_writes_the_logits() {
         "decode_tokens_per_s",
         "bandwidth_gb_s",
         "decode_bound_tokens_per_s",
+        "vision_images_per_s_1_camera",
+        "vision_images_per_s_cameras",
     ] {
         let v = line[key].as_f64().unwrap_or(-1.0);
         assert!(v > 0.0 && v.is_finite(), "{key} = {}", line[key]);

@@ -1,5 +1,6 @@
 //! `landfall bench caption`: BLIP-2's cost at one image, as one JSON line: load time, peak RSS,
-//! weight bytes, vision+Q-Former time, prefill time, decode tokens/s, and the machine's memory
+//! weight bytes, vision+Q-Former time (and images/s with several cameras' frames as one batch),
+//! prefill time, decode tokens/s, and the machine's memory
 //! bandwidth with the decode speed it allows. benches/blip2_vs_pytorch.py runs this beside
 //! transformers and prints the ratios.
 
@@ -65,6 +66,16 @@ pub fn run(args: &BenchCaptionArgs) -> Result<(), CliError> {
     let pixels = Tensor::from_vec(synthetic_pixels(size), (1, 3, size, size), &device)
         .map_err(|e| CliError::runtime(format!("building the synthetic image: {e}")))?;
     let (vision_ms, features) = best_of(args.repeats, || Ok(model.image_features(&pixels)?))?;
+    // Frames of several cameras due at once go through vision+Q-Former as one batch (as the
+    // daemon runs them): images/s at that batch beside images/s one at a time.
+    let cameras = args.cameras as usize;
+    let batched_ms = if cameras > 1 {
+        let batch = Tensor::cat(&vec![&pixels; cameras], 0)
+            .map_err(|e| CliError::runtime(format!("building the image batch: {e}")))?;
+        Some(best_of(args.repeats, || Ok(model.image_features(&batch)?))?.0)
+    } else {
+        None
+    };
     let (prefill_ms, logits) = best_of(args.repeats, || {
         Ok(model.first_logits(&features, &args.prompt)?)
     })?;
@@ -107,6 +118,9 @@ pub fn run(args: &BenchCaptionArgs) -> Result<(), CliError> {
         "weight_mib": model.weight_bytes() as f64 / MIB,
         "decoder_mib_per_token": bytes_per_token as f64 / MIB,
         "vision_qformer_ms": vision_ms,
+        "vision_images_per_s_1_camera": 1e3 / vision_ms.max(1e-6),
+        "cameras": cameras,
+        "vision_images_per_s_cameras": batched_ms.map(|ms| cameras as f64 * 1e3 / ms.max(1e-6)),
         "prefill_ms": prefill_ms,
         "prompt_tokens": model.input_ids(&args.prompt)?.len(),
         "new_tokens": generated.tokens.len(),

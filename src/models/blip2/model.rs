@@ -49,6 +49,22 @@ pub struct ImageFeatures {
     pub language_inputs: Tensor,
 }
 
+impl ImageFeatures {
+    /// One `ImageFeatures` per image of a batch, in order.
+    pub fn split(&self) -> Result<Vec<ImageFeatures>, ModelError> {
+        let images = self.vision.dim(0)?;
+        (0..images)
+            .map(|i| {
+                Ok(ImageFeatures {
+                    vision: self.vision.narrow(0, i, 1)?,
+                    queries: self.queries.narrow(0, i, 1)?,
+                    language_inputs: self.language_inputs.narrow(0, i, 1)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Generated ids and where the time went.
 #[derive(Debug, Clone)]
 pub struct Generation {

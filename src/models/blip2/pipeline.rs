@@ -46,4 +46,16 @@ impl Captioner {
     pub fn features(&self, image: &RgbImage) -> Result<ImageFeatures, ModelError> {
         self.model.image_features(&self.pixel_values(image)?)
     }
+
+    /// The same for several images as one batch through the vision encoder and Q-Former: 257
+    /// patch tokens per image keep those matmuls compute-bound, and a batch reads each weight
+    /// once for all of its images. One result per image, in order.
+    pub fn features_batch(&self, images: &[&RgbImage]) -> Result<Vec<ImageFeatures>, ModelError> {
+        let pixels = images
+            .iter()
+            .map(|image| self.pixel_values(image))
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = Tensor::cat(&pixels, 0)?;
+        self.model.image_features(&batch)?.split()
+    }
 }
