@@ -21,6 +21,9 @@ pub struct Loader<'a> {
     pub device: Device,
     pub dtype: DType,
     pub quant: Quant,
+    /// Quantized linears built by this loader run products of at least this many rows as
+    /// dequantize-then-GEMM on the CPU (see [`BaseLinear::dense_from_rows`]).
+    pub dense_from_rows: Option<usize>,
 }
 
 impl<'a> Loader<'a> {
@@ -31,6 +34,7 @@ impl<'a> Loader<'a> {
             device,
             dtype,
             quant,
+            dense_from_rows: None,
         }
     }
 
@@ -42,6 +46,20 @@ impl<'a> Loader<'a> {
             device: self.device.clone(),
             dtype: self.dtype,
             quant: self.quant,
+            dense_from_rows: self.dense_from_rows,
+        }
+    }
+
+    /// The same loader, its quantized linears dense from `rows` rows on (see
+    /// [`BaseLinear::dense_from_rows`]).
+    pub fn with_dense_from_rows(&self, rows: usize) -> Loader<'a> {
+        Loader {
+            source: self.source,
+            prefix: self.prefix.clone(),
+            device: self.device.clone(),
+            dtype: self.dtype,
+            quant: self.quant,
+            dense_from_rows: Some(rows),
         }
     }
 
@@ -53,6 +71,7 @@ impl<'a> Loader<'a> {
             device: self.device.clone(),
             dtype,
             quant: self.quant,
+            dense_from_rows: self.dense_from_rows,
         }
     }
 
@@ -142,7 +161,7 @@ impl<'a> Loader<'a> {
         bias: Option<Tensor>,
         hook: Option<&dyn Fn(Tensor) -> Result<Tensor, ModelError>>,
     ) -> Result<BaseLinear, ModelError> {
-        self.source.linear(
+        let linear = self.source.linear(
             &self.full(&format!("{module}.weight")),
             out_dim,
             in_dim,
@@ -151,6 +170,10 @@ impl<'a> Loader<'a> {
             self.dtype,
             &self.device,
             hook,
-        )
+        )?;
+        Ok(match self.dense_from_rows {
+            Some(rows) => linear.dense_from_rows(rows),
+            None => linear,
+        })
     }
 }

@@ -39,6 +39,11 @@ impl Default for Blip2LoadOptions {
     }
 }
 
+/// Rows from which the vision encoder's and Q-Former's quantized layers dequantize and run the
+/// float GEMM on the CPU: one image's 257 tokens qualify; the decoder (1 token per step, 43 in
+/// the prefill) keeps the quantized kernels.
+const DENSE_FROM_ROWS: usize = 128;
+
 /// What the image side produces, stage by stage (the tests compare each with transformers).
 pub struct ImageFeatures {
     /// Vision encoder output `[b, patches + 1, vision_hidden]`.
@@ -127,9 +132,12 @@ impl Blip2 {
         let source = WeightSource::open_dir(dir, opts.quant, GGUF_ARCH)?;
         let tokenizer = OptTokenizer::from_dir(dir, config.text_config.bos_token_id)?;
         let loader = Loader::new(&source, opts.device.clone(), opts.dtype, opts.quant);
-        let vision = VisionModel::load(&loader, &config.vision_config)?;
+        // The image side multiplies 257 tokens per image (32 queries and 257 keys in the
+        // Q-Former's cross-attention): float GEMM territory, where the decoder's one token is not.
+        let image_side = loader.with_dense_from_rows(DENSE_FROM_ROWS);
+        let vision = VisionModel::load(&image_side, &config.vision_config)?;
         let qformer = QFormer::load(
-            &loader,
+            &image_side,
             &config.qformer_config,
             config.num_query_tokens,
             config.encoder_hidden_size(),
