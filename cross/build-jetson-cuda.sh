@@ -14,21 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${LANDFALL_CACHE:-/var/cache/landfall}"
-TRIPLE=aarch64-unknown-linux-gnu
+# TRIPLE, RUSTC and bindgen's aarch64 headers.
+# shellcheck source=cross/rust-aarch64.sh
+source cross/rust-aarch64.sh
 export CARGO_TARGET_DIR="${JETSON_TARGET_DIR:-$CACHE/target-jetson}"
 
 for tool in nvcc aarch64-linux-gnu-gcc aarch64-linux-gnu-g++ aarch64-linux-gnu-readelf; do
     command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install nvidia-cuda-toolkit g++-aarch64-linux-gnu binutils-aarch64-linux-gnu)" >&2; exit 1; }
 done
-RUSTC="${RUSTC:-}"
-if [ -z "$RUSTC" ]; then
-    for candidate in "$(command -v rustc)" /usr/bin/rustc; do
-        libdir="$("$candidate" --print target-libdir --target "$TRIPLE" 2>/dev/null)" || continue
-        if compgen -G "$libdir/libstd-*.rlib" >/dev/null; then RUSTC="$candidate"; break; fi
-    done
-fi
-[ -n "$RUSTC" ] || { echo "no rustc with the $TRIPLE standard library (rustup target add $TRIPLE, or apt-get install rustc-web libstd-rust-web-dev:arm64)" >&2; exit 1; }
-export RUSTC
 
 SDK="$(cross/jetpack6-sdk.sh)"
 NVCC="$(command -v nvcc)"
@@ -40,8 +33,6 @@ export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:+$NVCC_APPEND_FLAGS }-allow-unsupp
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
-# bindgen (V4L2) parses the aarch64 headers (linux-libc-dev:arm64, libc6-dev:arm64).
-export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu -isystem /usr/include/aarch64-linux-gnu -isystem /usr/include"
 
 echo "building $TRIPLE --features cuda,v4l2 (CUDA 12.2 API, sm_87) with $("$RUSTC" --version) in $CARGO_TARGET_DIR" >&2
 cargo build --release --locked --target "$TRIPLE" --features cuda,v4l2 "$@" >&2

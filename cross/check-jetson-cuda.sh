@@ -40,29 +40,32 @@ done
 ptx="$(strings -a -n 6 "$BIN" | grep -E '^\.(version [0-9]+\.[0-9]+|target sm_[0-9]+[a-z]?)( |,|$)' || true)"
 modules="$(grep -c '^\.version' <<<"$ptx" || true)"
 [ "$modules" -gt 0 ] || bad "embeds no PTX"
-while read -r v; do
-    [ -z "$v" ] || ! newer "$v" "$PTX_ISA_MAX" || bad "embeds PTX of ISA $v (CUDA 12.2's driver loads at most $PTX_ISA_MAX)"
-done < <(sed -n 's/^\.version \([0-9.]*\).*/\1/p' <<<"$ptx" | sort -uV)
-while read -r sm; do
-    [ -z "$sm" ] || [ "$sm" -le "$SM_MAX" ] || bad "embeds PTX for sm_$sm (Orin is sm_$SM_MAX)"
-done < <(sed -n 's/^\.target sm_\([0-9]*\).*/\1/p' <<<"$ptx" | sort -un)
+isas="$(sed -n 's/^\.version \([0-9.]*\).*/\1/p' <<<"$ptx" | sort -uV)"
+targets="$(sed -n 's/^\.target sm_\([0-9]*\).*/\1/p' <<<"$ptx" | sort -un)"
+for v in $isas; do
+    ! newer "$v" "$PTX_ISA_MAX" || bad "embeds PTX of ISA $v (CUDA 12.2's driver loads at most $PTX_ISA_MAX)"
+done
+for sm in $targets; do
+    [ "$sm" -le "$SM_MAX" ] || bad "embeds PTX for sm_$sm (Orin is sm_$SM_MAX)"
+done
 
 # The static kernels' fatbins (candle-kernels' libmoe): machine code per GPU architecture, listed
 # by cuobjdump (nvidia-cuda-toolkit); each must be for Orin's or an older one.
-cubins=""
+cubins="(cuobjdump not installed)"
 if command -v cuobjdump >/dev/null; then
-    cubins="$(cuobjdump -lelf "$BIN" 2>/dev/null | grep -o 'sm_[0-9]*' | sort | uniq -c | awk '{print $2 "×" $1}' | tr '\n' ' ')"
-    [ -n "$cubins" ] || bad "cuobjdump finds no GPU machine code (the static kernels are missing)"
-    for sm in $(cuobjdump -lelf "$BIN" 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u | tr -d 'sm_'); do
+    cubin_sms="$(cuobjdump -lelf "$BIN" 2>/dev/null | grep -o 'sm_[0-9]*' | sed 's/sm_//' || true)"
+    [ -n "$cubin_sms" ] || bad "cuobjdump finds no GPU machine code (the static kernels are missing)"
+    for sm in $(sort -un <<<"$cubin_sms" | tr '\n' ' '); do
         [ "$sm" -le "$SM_MAX" ] || bad "carries machine code for sm_$sm (Orin is sm_$SM_MAX)"
     done
+    cubins="$(sort -n <<<"$cubin_sms" | uniq -c | awk '{print "sm_" $2 "×" $1}' | tr '\n' ' ')"
 fi
 
-if ! OBJDUMP="$OBJDUMP" cross/check-glibc.sh "$BIN" "$GLIBC_MAX" >/dev/null; then fail=1; fi
+glibc="$(OBJDUMP="$OBJDUMP" cross/check-glibc.sh "$BIN" "$GLIBC_MAX")" || fail=1
 glibcxx="$("$OBJDUMP" -T "$BIN" | grep -o 'GLIBCXX_[0-9][0-9.]*' | sed 's/GLIBCXX_//' | sort -uV | tail -1 || true)"
 if [ -n "$glibcxx" ] && newer "$glibcxx" "$GLIBCXX_MAX"; then
     bad "needs GLIBCXX_$glibcxx (Ubuntu 22.04 has up to GLIBCXX_$GLIBCXX_MAX)"
 fi
 
 [ "$fail" = 0 ] || exit 1
-echo "check-jetson-cuda: $BIN: AArch64; NEEDED $(tr '\n' ' ' <<<"$needed"); $modules PTX modules, ISA $(sed -n 's/^\.version \([0-9.]*\).*/\1/p' <<<"$ptx" | sort -uV | tr '\n' ' ')targets $(sed -n 's/^\.target \(sm_[0-9a-z]*\).*/\1/p' <<<"$ptx" | sort -u | tr '\n' ' '); cubins ${cubins:-(cuobjdump not installed)}; $(OBJDUMP="$OBJDUMP" cross/check-glibc.sh "$BIN" "$GLIBC_MAX" | sed 's/.*: newest/newest/'); GLIBCXX ${glibcxx:-none}"
+echo "check-jetson-cuda: $BIN: AArch64; NEEDED $(tr '\n' ' ' <<<"$needed"); $modules PTX modules, ISA $(tr '\n' ' ' <<<"$isas")targets sm_${targets//$'\n'/ sm_}; cubins $cubins; ${glibc##*: }; GLIBCXX ${glibcxx:-none}"

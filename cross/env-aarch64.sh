@@ -2,7 +2,7 @@
 # Sourced by build-aarch64.sh and test-aarch64.sh: the toolchain for aarch64-unknown-linux-gnu
 # with glibc symbol versions held at 2.31 (JetPack 5, Ubuntu 20.04; JetPack 6 has 2.35).
 #
-# - Rust's aarch64 standard library: rustup's (`rustup target add aarch64-unknown-linux-gnu`)
+# - Rust's aarch64 standard library (cross/rust-aarch64.sh): rustup's (`rustup target add aarch64-unknown-linux-gnu`)
 #   when the default toolchain has it; otherwise Debian's rustc-web with libstd-rust-web-dev:arm64
 #   (`dpkg --add-architecture arm64`), whose rustc (1.96 in bookworm-security) is newer than our
 #   rust-version (1.85).
@@ -14,38 +14,20 @@
 # .ci/run installs all of these when missing (see "Building for Jetson" in the README).
 
 CACHE="${LANDFALL_CACHE:-/var/cache/landfall}"
-TRIPLE=aarch64-unknown-linux-gnu
+# TRIPLE, RUSTC and bindgen's aarch64 headers.
+# shellcheck source=cross/rust-aarch64.sh
+source cross/rust-aarch64.sh
 GLIBC_MAX=2.31
 ZIG_TARGET="$TRIPLE.$GLIBC_MAX"
 export CARGO_TARGET_DIR="${AARCH64_TARGET_DIR:-$CACHE/target-aarch64}"
 # cargo-zigbuild and zig from PyPI live in their own venv.
 export PATH="$CACHE/zigenv/bin:$PATH"
 
-has_std() { # $1: a rustc; true when it has the aarch64 standard library
-    local libdir
-    libdir="$("$1" --print target-libdir --target "$TRIPLE" 2>/dev/null)" || return 1
-    compgen -G "$libdir/libstd-*.rlib" >/dev/null
-}
-if [ -z "${RUSTC:-}" ]; then
-    if has_std rustc; then
-        RUSTC="$(command -v rustc)"
-    elif [ -x /usr/bin/rustc ] && has_std /usr/bin/rustc; then
-        RUSTC=/usr/bin/rustc
-    else
-        echo "no rustc with the $TRIPLE standard library: rustup target add $TRIPLE, or apt-get install rustc-web libstd-rust-web-dev:arm64" >&2
-        exit 1
-    fi
-fi
-export RUSTC
 
 for tool in cargo-zigbuild qemu-aarch64-static aarch64-linux-gnu-objdump; do
     command -v "$tool" >/dev/null || { echo "$tool is missing (see cross/env-aarch64.sh)" >&2; exit 1; }
 done
 
-# bindgen (V4L2 bindings for cameras, when that dependency is built) must parse the aarch64
-# headers, not the host's: clang's target plus the arm64 kernel and libc headers that
-# linux-libc-dev:arm64 and libc6-dev:arm64 put under /usr/include/aarch64-linux-gnu.
-export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu -isystem /usr/include/aarch64-linux-gnu -isystem /usr/include"
 # `cargo test` runs the test binaries through qemu; tests that start the landfall binary
 # themselves read LANDFALL_TEST_RUNNER.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64-static

@@ -39,11 +39,12 @@ SDK="$(cross/jetpack6-sdk.sh)"
 run() { LD_BIND_NOW=1 LD_LIBRARY_PATH="$SDK/lib" timeout 120 qemu-aarch64-static "$BIN" "$@"; }
 version="$(run --version)" || die "the binary does not start under qemu-aarch64 with JetPack 6's sonames"
 echo "jetson-cuda-checks: starts under qemu-aarch64 (LD_BIND_NOW): $version"
-if run classify --base tests/fixtures/classifier/bases/zh_prefixed --adapter tests/fixtures/classifier/cases/zh_qv/adapter --device cuda --text "很好" >"$WORK/cuda.log" 2>&1; then
+CLASSIFY=(classify --base tests/fixtures/classifier/bases/zh_prefixed --adapter tests/fixtures/classifier/cases/zh_qv/adapter --text "很好")
+if run "${CLASSIFY[@]}" --device cuda >"$WORK/cuda.log" 2>&1; then
     die "--device cuda succeeded with no GPU"
 fi
 grep -qi "cuda" "$WORK/cuda.log" || { cat "$WORK/cuda.log" >&2; die "--device cuda failed without naming CUDA"; }
 echo "jetson-cuda-checks: --device cuda without a GPU: $(tail -1 "$WORK/cuda.log")"
-run classify --base tests/fixtures/classifier/bases/zh_prefixed --adapter tests/fixtures/classifier/cases/zh_qv/adapter --device auto --text "很好" >"$WORK/auto.log" 2>&1 \
+run "${CLASSIFY[@]}" --device auto >"$WORK/auto.log" 2>&1 \
     || { cat "$WORK/auto.log" >&2; die "--device auto did not fall back to the CPU"; }
 echo "jetson-cuda-checks: --device auto without a GPU: $(tail -1 "$WORK/auto.log")"

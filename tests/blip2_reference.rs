@@ -99,6 +99,28 @@ fn features_of_row(model: &Blip2, pixel_values: &Tensor, i: usize) -> ImageFeatu
     model.image_features(&row(pixel_values, i)).unwrap()
 }
 
+/// Token ids from a JSON array.
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Each image-side stage of `features` against row `i` of the reference's, within 1e-4.
+fn check_stages(r: &Reference, label: &str, case_name: &str, i: usize, features: &ImageFeatures) {
+    let stages = [
+        ("vision_last_hidden", &features.vision),
+        ("qformer_last_hidden", &features.queries),
+        ("language_inputs", &features.language_inputs),
+    ];
+    for (what, ours) in stages {
+        let d = max_diff(ours, &row(&r.tensor(case_name, what), i));
+        assert!(d < 1e-4, "{label}/{case_name}[{i}] {what}: max |Δ| {d}");
+    }
+}
+
 fn check_model(name: &str) {
     let r = reference(name);
     let model = load(&r.dir);
@@ -111,15 +133,7 @@ fn check_model(name: &str) {
         let images = case["images"].as_array().unwrap().len();
         for i in 0..images {
             let features = features_of_row(&model, &pixel_values, i);
-            let stages = [
-                ("vision_last_hidden", &features.vision),
-                ("qformer_last_hidden", &features.queries),
-                ("language_inputs", &features.language_inputs),
-            ];
-            for (what, ours) in stages {
-                let d = max_diff(ours, &row(&r.tensor(case_name, what), i));
-                assert!(d < 1e-4, "{name}/{case_name}[{i}] {what}: max |Δ| {d}");
-            }
+            check_stages(&r, name, case_name, i, &features);
             let logits = model.first_logits(&features, prompt).unwrap();
             let logits = Tensor::new(logits.as_slice(), &Device::Cpu).unwrap();
             let expected = row(&r.tensor(case_name, "first_logits"), i)
@@ -131,12 +145,7 @@ fn check_model(name: &str) {
                 "{name}/{case_name}[{i}] first logits: max |Δ| {d}"
             );
 
-            let expected_ids: Vec<u32> = case["new_token_ids"][i]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect();
+            let expected_ids = ids(&case["new_token_ids"][i]);
             let generated = model
                 .generate(&features, prompt, &options(&case["generation"]))
                 .unwrap();
@@ -151,12 +160,7 @@ fn check_model(name: &str) {
             );
         }
         // The prompt's ids as the processor built them.
-        let expected_input: Vec<u32> = case["input_ids"][0]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let expected_input = ids(&case["input_ids"][0]);
         let ours = model.input_ids(prompt).unwrap();
         if r.json["image_token_index"].is_null() {
             assert!(
@@ -241,23 +245,8 @@ fn batched_vision_matches_transformers_per_image() {
                 .unwrap();
             assert_eq!(all.len(), images);
             for (i, features) in all.iter().enumerate() {
-                for (what, ours) in [
-                    ("vision_last_hidden", &features.vision),
-                    ("qformer_last_hidden", &features.queries),
-                    ("language_inputs", &features.language_inputs),
-                ] {
-                    let d = max_diff(ours, &row(&r.tensor(case_name, what), i));
-                    assert!(
-                        d < 1e-4,
-                        "{name}/{case_name}[{i}] batched {what}: max |Δ| {d}"
-                    );
-                }
-                let expected_ids: Vec<u32> = case["new_token_ids"][i]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap() as u32)
-                    .collect();
+                check_stages(&r, &format!("{name} batched"), case_name, i, features);
+                let expected_ids = ids(&case["new_token_ids"][i]);
                 let prompt = case["prompt"].as_str().unwrap();
                 let generated = model
                     .generate(features, prompt, &options(&case["generation"]))

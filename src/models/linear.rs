@@ -68,23 +68,14 @@ impl BaseLinear {
     /// vision+Q-Former went from 9.6 s to 5.9 s per image. Not for BERT: at its shapes the
     /// repacked quantized kernels win even at 1024 rows (batch 16 fell from 19.0 to 10.6
     /// texts/s with it). A float layer is returned as it is.
-    pub fn dense_from_rows(self, rows: usize) -> Self {
-        match self {
-            Self::Quantized {
-                weight,
-                bias,
-                in_dim,
-                out_dim,
-                ..
-            } => Self::Quantized {
-                weight,
-                bias,
-                in_dim,
-                out_dim,
-                dense_from_rows: Some(rows),
-            },
-            float => float,
+    pub fn dense_from_rows(mut self, rows: usize) -> Self {
+        if let Self::Quantized {
+            dense_from_rows, ..
+        } = &mut self
+        {
+            *dense_from_rows = Some(rows);
         }
+        self
     }
 
     /// Rows of the weight: the layer's output size.
@@ -173,17 +164,18 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// `n` fixed values shaped `shape`: `sin(step * i + 0.3)`. Not randn: an unseeded draw made
+    /// the error bounds fail now and then.
+    fn wave(n: usize, shape: &[usize], step: f64) -> Result<Tensor> {
+        Tensor::arange(0u32, n as u32, &Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .affine(step, 0.3)?
+            .sin()?
+            .reshape(shape)
+    }
+
     #[test]
     fn quantized_q8_is_close_to_float() -> Result<()> {
-        let dev = Device::Cpu;
-        // Fixed values (not randn): an unseeded draw made the error bound fail now and then.
-        let wave = |n: usize, shape: &[usize], step: f64| -> Result<Tensor> {
-            Tensor::arange(0u32, n as u32, &dev)?
-                .to_dtype(DType::F32)?
-                .affine(step, 0.3)?
-                .sin()?
-                .reshape(shape)
-        };
         let w = wave(64 * 256, &[64, 256], 0.37)?;
         let b = wave(64, &[64], 1.1)?;
         let x = wave(2 * 3 * 256, &[2, 3, 256], 0.73)?;
@@ -204,13 +196,6 @@ mod tests {
     #[test]
     fn dense_from_rows_runs_the_dequantized_weight_through_the_float_gemm() -> Result<()> {
         let dev = Device::Cpu;
-        let wave = |n: usize, shape: &[usize], step: f64| -> Result<Tensor> {
-            Tensor::arange(0u32, n as u32, &dev)?
-                .to_dtype(DType::F32)?
-                .affine(step, 0.3)?
-                .sin()?
-                .reshape(shape)
-        };
         let w = wave(64 * 256, &[64, 256], 0.37)?;
         let b = wave(64, &[64], 1.1)?;
         let many = wave(2 * 5 * 256, &[2, 5, 256], 0.73)?;

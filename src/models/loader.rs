@@ -14,6 +14,7 @@ use super::ModelError;
 /// the module's name without the loader's prefix (`encoder.layer.0.attention.self.query`).
 pub type WeightHook<'a> = &'a dyn Fn(&str, Tensor) -> Result<Tensor, ModelError>;
 
+#[derive(Clone)]
 pub struct Loader<'a> {
     pub source: &'a WeightSource,
     /// Prepended to every name (`bert.` for `BertFor*` checkpoints).
@@ -41,12 +42,8 @@ impl<'a> Loader<'a> {
     /// The same loader under a name prefix.
     pub fn with_prefix(&self, prefix: &str) -> Loader<'a> {
         Loader {
-            source: self.source,
             prefix: format!("{}{prefix}", self.prefix),
-            device: self.device.clone(),
-            dtype: self.dtype,
-            quant: self.quant,
-            dense_from_rows: self.dense_from_rows,
+            ..self.clone()
         }
     }
 
@@ -54,24 +51,16 @@ impl<'a> Loader<'a> {
     /// [`BaseLinear::dense_from_rows`]).
     pub fn with_dense_from_rows(&self, rows: usize) -> Loader<'a> {
         Loader {
-            source: self.source,
-            prefix: self.prefix.clone(),
-            device: self.device.clone(),
-            dtype: self.dtype,
-            quant: self.quant,
             dense_from_rows: Some(rows),
+            ..self.clone()
         }
     }
 
     /// The same loader with another float dtype (the Q-Former stays f32, as in transformers).
     pub fn with_dtype(&self, dtype: DType) -> Loader<'a> {
         Loader {
-            source: self.source,
-            prefix: self.prefix.clone(),
-            device: self.device.clone(),
             dtype,
-            quant: self.quant,
-            dense_from_rows: self.dense_from_rows,
+            ..self.clone()
         }
     }
 
