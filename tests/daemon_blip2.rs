@@ -56,7 +56,7 @@ async fn captions_and_answers_come_from_blip2() {
         r#"
 [captioner]
 model = "{model}"
-# f32 weights, as the in-process expectation below (the default is q4k).
+# f32 weights, as the in-process expectation below (the default is q4_0).
 quant = "none"
 max_new_tokens = 12
 

@@ -29,10 +29,12 @@ pub(super) fn captioner(
     let max_new_tokens = cx.count(&c.max_new_tokens, "captioner.max_new_tokens", 30, 512)?;
     Ok(CaptionerConfig {
         model: std::path::absolute(&joined).unwrap_or(joined),
-        // q4k by default: blip2-opt-2.7b in f32 (~15.5 GB) does not fit a Jetson; q4k (~2 GB) does.
+        // q4_0 by default: blip2-opt-2.7b in f32 (~15.5 GB) does not fit a Jetson; q4_0 (~2.5 GB)
+        // does, and on the CPU its decoder runs the packed kernel (src/models/decoding) without
+        // the second copy candle keeps of q4k weights.
         quant: cx
             .parsed(&c.quant, "captioner.quant")?
-            .unwrap_or(crate::models::runtime::Quant::Q4K),
+            .unwrap_or(crate::models::runtime::Quant::Q4_0),
         device: cx
             .parsed(&c.device, "captioner.device")?
             .unwrap_or_default(),

@@ -1,13 +1,19 @@
 //! A linear layer whose weight is float or GGML-quantized, chosen per layer at load time.
 //!
 //! Quantized weights keep activations in f32 (candle's quantized matmul wants f32 input), so the
-//! layer converts in and out of the model's float dtype around the product.
+//! layer converts in and out of the model's float dtype around the product. A decoder's layers
+//! (see [`BaseLinear::for_decoding`]) run their few-row products on the CPU kernels of
+//! [`super::decoding`].
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 
+use super::decoding::{float_gemv, packed_q4::PackedQ4};
 use super::layers::tensor_bytes;
 use super::runtime::Quant;
+
+/// Up to this many rows (tokens) a decoding layer's float product is a matrix-vector one.
+pub const DECODING_ROWS: usize = 8;
 
 /// `y = x W^T + b` with `W` of shape `[out, in]`, as `torch.nn.Linear` stores it.
 #[derive(Debug)]
@@ -15,6 +21,9 @@ pub enum BaseLinear {
     Float {
         weight: Tensor,
         bias: Option<Tensor>,
+        /// Products of at most [`DECODING_ROWS`] rows run [`float_gemv`] (set by
+        /// [`BaseLinear::for_decoding`] where the weight and the CPU allow).
+        decoding: bool,
     },
     Quantized {
         weight: QMatMul,
@@ -25,6 +34,12 @@ pub enum BaseLinear {
         /// worth, transient) and run the float GEMM; `None`: always the quantized kernels.
         dense_from_rows: Option<usize>,
     },
+    /// A Q4_0 weight in [`PackedQ4`]'s layout for the CPU's few-row products (see
+    /// [`BaseLinear::for_decoding`]).
+    Packed {
+        weight: PackedQ4,
+        bias: Option<Tensor>,
+    },
 }
 
 impl BaseLinear {
@@ -33,7 +48,11 @@ impl BaseLinear {
     pub fn new(weight: Tensor, bias: Option<Tensor>, quant: Quant) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
         match quant.ggml_for(in_dim) {
-            None => Ok(Self::Float { weight, bias }),
+            None => Ok(Self::Float {
+                weight,
+                bias,
+                decoding: false,
+            }),
             Some(ggml) => {
                 let qtensor = QTensor::quantize(&weight.to_dtype(DType::F32)?, ggml)?;
                 let bias = bias.map(|b| b.to_dtype(DType::F32)).transpose()?;
@@ -78,18 +97,69 @@ impl BaseLinear {
         self
     }
 
+    /// Makes the layer a decoder's, whose products are one token per step: on an x86-64 CPU
+    /// with AVX2/FMA/F16C, a Q4_0 weight moves into [`PackedQ4`]'s layout (the original
+    /// blocks are dropped: the same bytes are held) and an f32 weight runs few-row products
+    /// on [`float_gemv`]. Both stream the weight once per step, near the memory bound, where
+    /// candle's Q4_0 kernels reach a fifth of it and its float GEMM half. Other layers,
+    /// devices, CPUs and shapes come back as they were.
+    pub fn for_decoding(self) -> Result<Self> {
+        match self {
+            Self::Float { weight, bias, .. } => {
+                let (out_dim, in_dim) = weight.dims2()?;
+                let decoding = weight.device().is_cpu()
+                    && weight.dtype() == DType::F32
+                    && weight.is_contiguous()
+                    && float_gemv::supported(out_dim, in_dim);
+                Ok(Self::Float {
+                    weight,
+                    bias,
+                    decoding,
+                })
+            }
+            Self::Quantized {
+                weight: QMatMul::QTensor(q),
+                bias,
+                in_dim,
+                out_dim,
+                dense_from_rows,
+            } => {
+                let packed = if q.dtype() == GgmlDType::Q4_0
+                    && q.device().is_cpu()
+                    && PackedQ4::supported(out_dim, in_dim)
+                {
+                    PackedQ4::from_ggml(&q.data()?, out_dim, in_dim)
+                } else {
+                    None
+                };
+                Ok(match packed {
+                    Some(weight) => Self::Packed { weight, bias },
+                    None => Self::Quantized {
+                        weight: QMatMul::QTensor(q),
+                        bias,
+                        in_dim,
+                        out_dim,
+                        dense_from_rows,
+                    },
+                })
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Rows of the weight: the layer's output size.
     pub fn out_dim(&self) -> usize {
         match self {
             Self::Float { weight, .. } => weight.dims().first().copied().unwrap_or(0),
             Self::Quantized { out_dim, .. } => *out_dim,
+            Self::Packed { weight, .. } => weight.out_dim(),
         }
     }
 
     /// Bytes the weight occupies in memory (for health and the benchmark's report).
     pub fn weight_bytes(&self) -> usize {
         match self {
-            Self::Float { weight, bias } => {
+            Self::Float { weight, bias, .. } => {
                 tensor_bytes(weight) + bias.as_ref().map_or(0, tensor_bytes)
             }
             Self::Quantized {
@@ -106,6 +176,9 @@ impl BaseLinear {
                 };
                 w + b
             }
+            Self::Packed { weight, bias } => {
+                weight.bytes() + bias.as_ref().map_or(0, |b| b.elem_count() * 4)
+            }
         }
     }
 }
@@ -113,10 +186,19 @@ impl BaseLinear {
 impl Module for BaseLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::Float { weight, bias } => {
-                // One [tokens, in] x [in, out] product: a single large GEMM instead of one per
-                // batch item over a broadcast weight.
-                let y = matmul_2d(x, &weight.t()?)?;
+            Self::Float {
+                weight,
+                bias,
+                decoding,
+            } => {
+                let rows = x.elem_count() / weight.dim(1)?.max(1);
+                let y = if *decoding && rows <= DECODING_ROWS && x.dtype() == DType::F32 {
+                    float_gemv_2d(weight, x, rows)?
+                } else {
+                    // One [tokens, in] x [in, out] product: a single large GEMM instead of one
+                    // per batch item over a broadcast weight.
+                    matmul_2d(x, &weight.t()?)?
+                };
                 match bias {
                     Some(bias) => y.broadcast_add(bias),
                     None => Ok(y),
@@ -143,8 +225,43 @@ impl Module for BaseLinear {
                 };
                 y.to_dtype(dtype)
             }
+            Self::Packed { weight, bias } => {
+                let dtype = x.dtype();
+                let rows = x.elem_count() / weight.in_dim();
+                let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let mut out_dims = x.dims().to_vec();
+                if let Some(last) = out_dims.last_mut() {
+                    *last = weight.out_dim();
+                }
+                let y = Tensor::from_vec(weight.matmul(&values, rows), out_dims, x.device())?;
+                let y = match bias {
+                    Some(bias) => y.broadcast_add(bias)?,
+                    None => y,
+                };
+                y.to_dtype(dtype)
+            }
         }
     }
+}
+
+/// `x W^T` on [`float_gemv`] for a contiguous f32 CPU `weight` `[out, in]` (as
+/// [`BaseLinear::for_decoding`] checked) and `rows` rows of `x`.
+fn float_gemv_2d(weight: &Tensor, x: &Tensor, rows: usize) -> Result<Tensor> {
+    let (out_dim, in_dim) = weight.dims2()?;
+    let values = x.flatten_all()?.to_vec1::<f32>()?;
+    let (storage, layout) = weight.storage_and_layout();
+    let y = match (&*storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(w)), Some((start, end))) => {
+            float_gemv::matmul(&w[start..end], out_dim, in_dim, &values, rows)
+        }
+        _ => candle_core::bail!("the decoding GEMV needs a contiguous f32 CPU weight"),
+    };
+    drop(storage);
+    let mut out_dims = x.dims().to_vec();
+    if let Some(last) = out_dims.last_mut() {
+        *last = out_dim;
+    }
+    Tensor::from_vec(y, out_dims, x.device())
 }
 
 /// `x @ rhs` for `x` of shape `[..., in]` and a 2-D `rhs` of shape `[in, out]`, computed as one
@@ -223,6 +340,61 @@ mod tests {
             .max_all()?
             .to_scalar::<f32>()?;
         assert_eq!(below, 0.0, "3 rows must stay on the quantized kernels");
+        Ok(())
+    }
+
+    /// A decoder's layers: Q4_0 moves into the packed layout (same bytes, products as close to
+    /// the dequantized weight's as candle's Q4_0 kernels) and f32 runs few-row products on the
+    /// GEMV (the GEMM's result up to rounding), at one token and at a prompt's worth of rows.
+    #[test]
+    fn decoding_layers_keep_their_products() -> Result<()> {
+        use crate::models::decoding::simd_available;
+        let w = wave(64 * 256, &[64, 256], 0.37)?;
+        let b = wave(64, &[64], 1.1)?;
+        for shape in [[1usize, 1, 256], [1, 3, 256], [2, 9, 256]] {
+            let x = wave(shape.iter().product(), &shape, 0.73)?;
+            let kernels = BaseLinear::new(w.clone(), Some(b.clone()), Quant::Q4_0)?;
+            let decoding =
+                BaseLinear::new(w.clone(), Some(b.clone()), Quant::Q4_0)?.for_decoding()?;
+            assert_eq!(
+                matches!(decoding, BaseLinear::Packed { .. }),
+                simd_available(),
+                "packed exactly where the CPU runs the kernel"
+            );
+            assert_eq!(decoding.weight_bytes(), kernels.weight_bytes());
+            // Both round activations to 8 bits: each is as far from the product of the
+            // dequantized weight with the float activations as the other, give or take.
+            let BaseLinear::Quantized {
+                weight: QMatMul::QTensor(q),
+                ..
+            } = &kernels
+            else {
+                panic!("not a quantized layer");
+            };
+            let exact = matmul_2d(&x, &q.dequantize(&Device::Cpu)?.t()?)?.broadcast_add(&b)?;
+            let err =
+                |y: Tensor| -> Result<f32> { (y - &exact)?.abs()?.mean_all()?.to_scalar::<f32>() };
+            let (ours, theirs) = (err(decoding.forward(&x)?)?, err(kernels.forward(&x)?)?);
+            assert!(
+                ours <= 1.25 * theirs + 1e-6,
+                "{shape:?}: q4_0 mean error {ours}, candle's kernels {theirs}"
+            );
+
+            let gemm = BaseLinear::new(w.clone(), Some(b.clone()), Quant::None)?;
+            let gemv = BaseLinear::new(w.clone(), Some(b.clone()), Quant::None)?.for_decoding()?;
+            assert!(matches!(
+                gemv,
+                BaseLinear::Float { decoding, .. } if decoding == simd_available()
+            ));
+            let diff = (gemv.forward(&x)? - gemm.forward(&x)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "{shape:?}: f32 {diff} from the GEMM");
+        }
+        // Shapes outside the layouts stay as they were.
+        let odd = BaseLinear::new(wave(60 * 96, &[60, 96], 0.37)?, None, Quant::Q4_0)?;
+        assert!(matches!(odd.for_decoding()?, BaseLinear::Quantized { .. }));
         Ok(())
     }
 }

@@ -25,6 +25,9 @@ pub struct Loader<'a> {
     /// Quantized linears built by this loader run products of at least this many rows as
     /// dequantize-then-GEMM on the CPU (see [`BaseLinear::dense_from_rows`]).
     pub dense_from_rows: Option<usize>,
+    /// Linears built by this loader are a decoder's, one token per step (see
+    /// [`BaseLinear::for_decoding`]).
+    pub decoding: bool,
 }
 
 impl<'a> Loader<'a> {
@@ -36,6 +39,7 @@ impl<'a> Loader<'a> {
             dtype,
             quant,
             dense_from_rows: None,
+            decoding: false,
         }
     }
 
@@ -54,6 +58,27 @@ impl<'a> Loader<'a> {
             dense_from_rows: Some(rows),
             ..self.clone()
         }
+    }
+
+    /// The same loader for a decoder's layers: products of one token per step (see
+    /// [`BaseLinear::for_decoding`]).
+    pub fn for_decoding(&self) -> Loader<'a> {
+        Loader {
+            decoding: true,
+            ..self.clone()
+        }
+    }
+
+    /// Applies this loader's per-layer choices to a layer it (or its caller) built.
+    pub fn finish_linear(&self, linear: BaseLinear) -> candle_core::Result<BaseLinear> {
+        let linear = match self.dense_from_rows {
+            Some(rows) => linear.dense_from_rows(rows),
+            None => linear,
+        };
+        if !self.decoding {
+            return Ok(linear);
+        }
+        linear.for_decoding()
     }
 
     /// The same loader with another float dtype (the Q-Former stays f32, as in transformers).
@@ -160,9 +185,7 @@ impl<'a> Loader<'a> {
             &self.device,
             hook,
         )?;
-        Ok(match self.dense_from_rows {
-            Some(rows) => linear.dense_from_rows(rows),
-            None => linear,
-        })
+        self.finish_linear(linear)
+            .map_err(|err| self.tensor_error(&format!("{module}.weight"), err.to_string()))
     }
 }

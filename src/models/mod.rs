@@ -4,8 +4,10 @@
 
 pub mod bert;
 pub mod blip2;
+pub mod decoding;
 mod error;
 pub mod gguf;
+pub(crate) mod heap;
 pub mod layers;
 pub mod linear;
 pub mod loader;

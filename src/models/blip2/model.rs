@@ -148,7 +148,9 @@ impl Blip2 {
             config.qformer_config.hidden_size,
             true,
         )?;
-        let opt = Opt::load(&loader, &config.text_config)?;
+        // The decoder multiplies one token per step: Q4_0 layers take the decoding layout.
+        let opt = Opt::load(&loader.for_decoding(), &config.text_config)?;
+        crate::models::heap::release_freed();
         Ok(Self {
             weights_file: source.origin().to_path_buf(),
             config,

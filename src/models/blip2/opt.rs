@@ -116,13 +116,13 @@ impl Opt {
         let lm_head = if l.has("language_model.lm_head.weight") {
             l.linear("language_model.lm_head", config.vocab_size, e, false)?
         } else {
-            BaseLinear::new(embed_tokens.clone(), None, l.quant).map_err(|err| {
-                ModelError::Tensor {
+            BaseLinear::new(embed_tokens.clone(), None, l.quant)
+                .and_then(|head| l.finish_linear(head))
+                .map_err(|err| ModelError::Tensor {
                     path: l.source.origin().to_path_buf(),
                     name: embed_name.clone(),
                     reason: err.to_string(),
-                }
-            })?
+                })?
         };
         Ok(Self {
             embed_tokens,
