@@ -82,6 +82,24 @@ impl Opt {
         let act =
             Activation::parse(&config.activation_function).map_err(|e| ModelError::Usage(e.0))?;
         let bias = config.enable_bias;
+        // The embeddings (and the head tied to them) first: reading the largest tensor (50272 ×
+        // 2560 f32 for OPT-2.7B) takes its file bytes and its tensor at once, and taken last,
+        // beside every layer already built, that transient was the load's peak RSS.
+        let embed_name = format!("{p}.embed_tokens.weight");
+        let embed_tokens = l.tensor(&embed_name, &[config.vocab_size, e])?;
+        // The head is tied to the token embeddings; checkpoints may or may not store the copy.
+        // Without one, the head shares the embedding tensor (or quantizes it).
+        let lm_head = if l.has("language_model.lm_head.weight") {
+            l.linear("language_model.lm_head", config.vocab_size, e, false)?
+        } else {
+            BaseLinear::new(embed_tokens.clone(), None, l.quant)
+                .and_then(|head| l.finish_linear(head))
+                .map_err(|err| ModelError::Tensor {
+                    path: l.source.origin().to_path_buf(),
+                    name: embed_name.clone(),
+                    reason: err.to_string(),
+                })?
+        };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let m = format!("{p}.layers.{i}");
@@ -108,21 +126,6 @@ impl Opt {
             Some(l.layer_norm(&format!("{p}.final_layer_norm"), h, eps)?)
         } else {
             None
-        };
-        let embed_name = format!("{p}.embed_tokens.weight");
-        let embed_tokens = l.tensor(&embed_name, &[config.vocab_size, e])?;
-        // The head is tied to the token embeddings; checkpoints may or may not store the copy.
-        // Without one, the head shares the embedding tensor (or quantizes it).
-        let lm_head = if l.has("language_model.lm_head.weight") {
-            l.linear("language_model.lm_head", config.vocab_size, e, false)?
-        } else {
-            BaseLinear::new(embed_tokens.clone(), None, l.quant)
-                .and_then(|head| l.finish_linear(head))
-                .map_err(|err| ModelError::Tensor {
-                    path: l.source.origin().to_path_buf(),
-                    name: embed_name.clone(),
-                    reason: err.to_string(),
-                })?
         };
         Ok(Self {
             embed_tokens,
