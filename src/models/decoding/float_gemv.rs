@@ -2,7 +2,7 @@
 //! once per call, four rows at a time against one load of `x` (candle's float GEMM packs the
 //! weight into panels first, which for one row of `x` costs more than the product).
 
-use super::{for_each_chunk, simd_available};
+use super::{simd_available, tiled_product};
 
 /// Output rows per work item: four dot products sharing the activation loads.
 const ROWS: usize = 4;
@@ -27,23 +27,12 @@ fn run(
 ) -> Vec<f32> {
     assert_eq!(weight.len(), out_dim * in_dim, "weight is not out × in");
     assert_eq!(x.len(), rows * in_dim, "input is not rows × in");
-    // Laid out [out / 4][rows][4] while computing, so each work item owns one contiguous piece.
-    let mut tiles = vec![0f32; rows * out_dim];
-    for_each_chunk(&mut tiles, rows * ROWS, |tile, piece| {
+    tiled_product(rows, out_dim, ROWS, |tile, piece| {
         let w = &weight[tile * ROWS * in_dim..(tile + 1) * ROWS * in_dim];
         for (row, xr) in x.chunks_exact(in_dim).enumerate() {
-            let sums = dot4(w, xr, simd);
-            piece[row * ROWS..(row + 1) * ROWS].copy_from_slice(&sums);
+            piece[row * ROWS..(row + 1) * ROWS].copy_from_slice(&dot4(w, xr, simd));
         }
-    });
-    let mut out = vec![0f32; rows * out_dim];
-    for tile in 0..out_dim / ROWS {
-        for row in 0..rows {
-            let from = (tile * rows + row) * ROWS;
-            out[row * out_dim + tile * ROWS..][..ROWS].copy_from_slice(&tiles[from..from + ROWS]);
-        }
-    }
-    out
+    })
 }
 
 /// The dot products of `x` with the four consecutive rows in `w`.

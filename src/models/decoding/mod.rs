@@ -25,6 +25,32 @@ pub fn simd_available() -> bool {
     }
 }
 
+/// `rows × out_dim` outputs computed `width` output rows at a time: `fill(tile, piece)` writes
+/// tile `tile`'s `rows × width` values, laid out `[row][width]`, on candle's CPU pool; the tiles
+/// are then put back in `[row][out]` order (nothing to move for one row).
+fn tiled_product(
+    rows: usize,
+    out_dim: usize,
+    width: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    // Laid out [tile][row][width] while computing, so each work item owns one contiguous piece.
+    let mut tiles = vec![0f32; rows * out_dim];
+    for_each_chunk(&mut tiles, rows * width, fill);
+    if rows == 1 {
+        return tiles;
+    }
+    let mut out = vec![0f32; rows * out_dim];
+    for tile in 0..out_dim / width {
+        for row in 0..rows {
+            let from = (tile * rows + row) * width;
+            out[row * out_dim + tile * width..][..width]
+                .copy_from_slice(&tiles[from..from + width]);
+        }
+    }
+    out
+}
+
 /// Runs `item(i, out_chunk)` for every `chunk`-sized piece of `out` (`items` of them) on
 /// candle's CPU pool; each piece is written by one work item alone.
 fn for_each_chunk(out: &mut [f32], chunk: usize, item: impl Fn(usize, &mut [f32]) + Sync) {

@@ -20,7 +20,7 @@
 //! candle's kernels; the portable kernel here exists as the reference the SIMD one is tested
 //! against.
 
-use super::{for_each_chunk, simd_available};
+use super::{simd_available, tiled_product};
 
 /// Values per GGML Q4_0 / Q8_0 block.
 const BLOCK: usize = 32;
@@ -52,18 +52,14 @@ impl PackedQ4 {
     /// Whether layers of this shape can run here: an x86-64 CPU with AVX2, FMA and F16C, rows
     /// in groups of 8, the input in pairs of blocks.
     pub fn supported(out_dim: usize, in_dim: usize) -> bool {
-        simd_available()
-            && out_dim > 0
-            && out_dim % ROWS == 0
-            && in_dim > 0
-            && in_dim % (2 * BLOCK) == 0
+        simd_available() && fits(out_dim, in_dim)
     }
 
     /// Repacks GGML Q4_0 blocks (`out_dim` rows of `in_dim / 32` blocks, as candle's `QTensor`
     /// holds them) into the grouped layout. `None` when the shape does not fit the layout or
     /// `ggml` is not that many blocks.
     pub fn from_ggml(ggml: &[u8], out_dim: usize, in_dim: usize) -> Option<Self> {
-        if out_dim == 0 || out_dim % ROWS != 0 || in_dim == 0 || in_dim % (2 * BLOCK) != 0 {
+        if !fits(out_dim, in_dim) {
             return None;
         }
         let blocks_per_row = in_dim / BLOCK;
@@ -142,28 +138,19 @@ impl PackedQ4 {
         assert_eq!(x.len(), rows * self.in_dim, "input is not rows × in_dim");
         let quantized: Vec<QuantizedRow> =
             x.chunks_exact(self.in_dim).map(QuantizedRow::new).collect();
-        let n = self.out_dim;
         let group_bytes = self.in_dim / (2 * BLOCK) * UNIT_BYTES;
-        // Laid out [group][row][8] while computing, so each work item owns one piece.
-        let mut tiles = vec![0f32; rows * n];
-        for_each_chunk(&mut tiles, rows * ROWS, |g, piece| {
+        tiled_product(rows, self.out_dim, ROWS, |g, piece| {
             let group = &self.data[g * group_bytes..(g + 1) * group_bytes];
             for (row, act) in quantized.iter().enumerate() {
                 piece[row * ROWS..(row + 1) * ROWS].copy_from_slice(&group_dot(group, act, simd));
             }
-        });
-        if rows == 1 {
-            return tiles;
-        }
-        let mut out = vec![0f32; rows * n];
-        for g in 0..n / ROWS {
-            for row in 0..rows {
-                let from = (g * rows + row) * ROWS;
-                out[row * n + g * ROWS..][..ROWS].copy_from_slice(&tiles[from..from + ROWS]);
-            }
-        }
-        out
+        })
     }
+}
+
+/// Whether a weight `[out, in]` tiles into the layout: rows in 8s, the input in pairs of blocks.
+fn fits(out_dim: usize, in_dim: usize) -> bool {
+    out_dim > 0 && out_dim % ROWS == 0 && in_dim > 0 && in_dim % (2 * BLOCK) == 0
 }
 
 impl QuantizedRow {
