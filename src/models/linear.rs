@@ -9,6 +9,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 
 use super::decoding::{float_gemv, packed_q4::PackedQ4};
+use super::float_gemm;
 use super::layers::tensor_bytes;
 use super::runtime::Quant;
 
@@ -195,9 +196,7 @@ impl Module for BaseLinear {
                 let y = if *decoding && rows <= DECODING_ROWS && x.dtype() == DType::F32 {
                     float_gemv_2d(weight, x, rows)?
                 } else {
-                    // One [tokens, in] x [in, out] product: a single large GEMM instead of one
-                    // per batch item over a broadcast weight.
-                    matmul_2d(x, &weight.t()?)?
+                    linear_product(x, weight)?
                 };
                 match bias {
                     Some(bias) => y.broadcast_add(bias),
@@ -215,7 +214,7 @@ impl Module for BaseLinear {
                 let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
                 let y = match (weight, dense_from_rows) {
                     (QMatMul::QTensor(q), Some(min)) if rows >= *min && x.device().is_cpu() => {
-                        matmul_2d(&x, &q.dequantize(x.device())?.t()?)?
+                        linear_product(&x, &q.dequantize(x.device())?)?
                     }
                     _ => weight.forward(&x)?,
                 };
@@ -262,6 +261,18 @@ fn float_gemv_2d(weight: &Tensor, x: &Tensor, rows: usize) -> Result<Tensor> {
         *last = out_dim;
     }
     Tensor::from_vec(y, out_dims, x.device())
+}
+
+/// `x W^T` for a `weight` `[out, in]`: on [`float_gemm`] where it runs, else one
+/// `[tokens, in] x [in, out]` product (a single large GEMM instead of one per batch item over a
+/// broadcast weight).
+fn linear_product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if float_gemm::available() {
+        if let Some(y) = float_gemm::linear(x, weight) {
+            return y;
+        }
+    }
+    matmul_2d(x, &weight.t()?)
 }
 
 /// `x @ rhs` for `x` of shape `[..., in]` and a 2-D `rhs` of shape `[in, out]`, computed as one

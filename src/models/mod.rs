@@ -6,6 +6,7 @@ pub mod bert;
 pub mod blip2;
 pub mod decoding;
 mod error;
+pub mod float_gemm;
 pub mod gguf;
 pub(crate) mod heap;
 pub mod layers;

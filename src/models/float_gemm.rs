@@ -1,0 +1,216 @@
+//! The CPU float GEMM for a layer's many-row products (BLIP-2's 257 image tokens, BERT's 64
+//! tokens per text): `x W^T` with `W` as `torch.nn.Linear` stores it, `[out, in]`.
+//!
+//! It is the `gemm` crate that candle's CPU backend calls, with two differences that the
+//! benches (benches/blip2_vs_pytorch.py, benches/classifier_vs_pytorch.py; figures in the
+//! README) measure beside PyTorch:
+//!
+//! - **AVX-512 kernels.** gemm has them behind its cargo feature `x86-v4`, which candle does not
+//!   turn on; this crate's own dependency on gemm does, so every gemm call (candle's too) picks
+//!   them at run time on a CPU that has AVX-512F.
+//! - **The split.** with AVX-512, gemm's own threading leaves a core idle on few-row products
+//!   (BERT's 64 rows ran no faster on two threads than on one), so the output columns are cut here into one piece per
+//!   thread of candle's CPU pool, each a single-threaded gemm.
+//!
+//! Layers use it only where [`available`] says so; elsewhere (AVX2-only x86, aarch64's NEON) they
+//! keep candle's matmul as before. The product itself runs on any CPU, which the tests use.
+
+use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+
+/// Output columns per piece are a multiple of this (the widest kernel's lanes).
+const COLUMN_STEP: usize = 16;
+
+/// Below this many multiply-adds a product runs on the calling thread alone: waking the pool
+/// would cost more than it saves.
+const SPLIT_FROM: usize = 1 << 18;
+
+/// Whether many-row layers run here: an x86-64 CPU with AVX-512F.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x W^T` for `x` `[rows, in_dim]` and `w` `[out_dim, in_dim]`, both row-major: `[rows,
+/// out_dim]`, row-major.
+pub fn matmul_wt(x: &[f32], rows: usize, in_dim: usize, w: &[f32], out_dim: usize) -> Vec<f32> {
+    assert_eq!(x.len(), rows * in_dim, "x is not rows × in_dim");
+    assert_eq!(w.len(), out_dim * in_dim, "w is not out_dim × in_dim");
+    let mut out = vec![0f32; rows * out_dim];
+    if rows == 0 || out_dim == 0 {
+        return out;
+    }
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let width = if threads == 1 || rows * in_dim * out_dim < SPLIT_FROM {
+        out_dim
+    } else {
+        out_dim.div_ceil(threads).div_ceil(COLUMN_STEP) * COLUMN_STEP
+    };
+    let pieces = out_dim.div_ceil(width);
+    let base = out.as_mut_ptr() as usize;
+    let piece = |p: usize| {
+        let first = p * width;
+        let columns = width.min(out_dim - first);
+        // SAFETY: piece `p` writes columns `first..first + columns` of every output row, which
+        // no other piece touches; `out` outlives the pool call, which returns when all are done;
+        // the reads stay inside `x` (rows × in_dim) and rows `first..first + columns` of `w`.
+        unsafe {
+            gemm::gemm(
+                rows,
+                columns,
+                in_dim,
+                (base as *mut f32).add(first),
+                1,
+                out_dim as isize,
+                false,
+                x.as_ptr(),
+                1,
+                in_dim as isize,
+                w.as_ptr().add(first * in_dim),
+                in_dim as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
+    };
+    if pieces == 1 {
+        piece(0);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(pieces, |range| range.for_each(piece));
+    }
+    out
+}
+
+/// [`matmul_wt`] on tensors: `x` `[..., in]` and a CPU f32 `weight` `[out, in]`, giving
+/// `[..., out]`. `None` where the operands are not that (other devices or dtypes), for the
+/// caller's own product.
+pub fn linear(x: &Tensor, weight: &Tensor) -> Option<Result<Tensor>> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    let (out_dim, in_dim) = weight.dims2().ok()?;
+    if x.dims().last() != Some(&in_dim) || !weight.is_contiguous() {
+        return None;
+    }
+    Some(linear_f32(x, weight, out_dim, in_dim))
+}
+
+fn linear_f32(x: &Tensor, weight: &Tensor, out_dim: usize, in_dim: usize) -> Result<Tensor> {
+    let rows = x.elem_count() / in_dim.max(1);
+    let x = x.contiguous()?;
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let (w_storage, w_layout) = weight.storage_and_layout();
+    let y = match (
+        &*x_storage,
+        x_layout.contiguous_offsets(),
+        &*w_storage,
+        w_layout.contiguous_offsets(),
+    ) {
+        (
+            Storage::Cpu(CpuStorage::F32(xs)),
+            Some((x0, x1)),
+            Storage::Cpu(CpuStorage::F32(ws)),
+            Some((w0, w1)),
+        ) => matmul_wt(&xs[x0..x1], rows, in_dim, &ws[w0..w1], out_dim),
+        _ => candle_core::bail!("the float GEMM needs contiguous f32 CPU operands"),
+    };
+    drop((x_storage, w_storage));
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = out_dim;
+    }
+    Tensor::from_vec(y, dims, x.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn values(n: usize, step: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * step + 0.3).sin()).collect()
+    }
+
+    /// The plain triple loop, in f64.
+    fn reference(x: &[f32], rows: usize, in_dim: usize, w: &[f32], out_dim: usize) -> Vec<f64> {
+        let mut y = vec![0f64; rows * out_dim];
+        for r in 0..rows {
+            for o in 0..out_dim {
+                y[r * out_dim + o] = (0..in_dim)
+                    .map(|i| x[r * in_dim + i] as f64 * w[o * in_dim + i] as f64)
+                    .sum();
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_the_plain_product_split_or_not() {
+        // Small (one piece), split with a ragged last piece, one row, and widths under a step.
+        for (rows, in_dim, out_dim) in [
+            (3, 5, 7),
+            (64, 96, 200),
+            (1, 512, 1000),
+            (37, 384, 17),
+            (257, 88, 130),
+        ] {
+            let x = values(rows * in_dim, 0.37);
+            let w = values(out_dim * in_dim, 0.11);
+            let got = matmul_wt(&x, rows, in_dim, &w, out_dim);
+            let want = reference(&x, rows, in_dim, &w, out_dim);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (*g as f64 - w).abs() / (1.0 + w.abs()))
+                .fold(0f64, f64::max);
+            assert!(
+                worst < 1e-5,
+                "{rows}x{in_dim}x{out_dim}: relative error {worst}"
+            );
+        }
+    }
+
+    #[test]
+    fn linear_keeps_leading_dimensions_and_equals_candles_matmul() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec(values(2 * 33 * 48, 0.21), (2, 33, 48), &dev)?;
+        let w = Tensor::from_vec(values(80 * 48, 0.05), (80, 48), &dev)?;
+        let got = linear(&x, &w).expect("f32 CPU operands")?;
+        assert_eq!(got.dims(), &[2, 33, 80]);
+        let want = x.broadcast_matmul(&w.t()?)?;
+        let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "max |diff| {diff} against candle's matmul");
+        Ok(())
+    }
+
+    #[test]
+    fn linear_leaves_other_operands_to_the_caller() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((4, 8), DType::F16, &dev)?;
+        let w = Tensor::zeros((3, 8), DType::F32, &dev)?;
+        assert!(linear(&x, &w).is_none(), "f16 input");
+        let x = Tensor::zeros((4, 8), DType::F32, &dev)?;
+        assert!(
+            linear(&x, &w.t()?.t()?.to_dtype(DType::F16)?).is_none(),
+            "f16 weight"
+        );
+        // A transposed weight is not `[out, in]` row-major.
+        let wt = Tensor::zeros((8, 8), DType::F32, &dev)?.t()?;
+        assert!(linear(&x, &wt).is_none(), "non-contiguous weight");
+        assert!(
+            linear(&x, &Tensor::zeros((3, 5), DType::F32, &dev)?).is_none(),
+            "wrong width"
+        );
+        Ok(())
+    }
+}
