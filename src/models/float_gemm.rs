@@ -36,15 +36,30 @@ pub fn available() -> bool {
     }
 }
 
-/// `x W^T` for `x` `[rows, in_dim]` and `w` `[out_dim, in_dim]`, both row-major: `[rows,
-/// out_dim]`, row-major.
-pub fn matmul_wt(x: &[f32], rows: usize, in_dim: usize, w: &[f32], out_dim: usize) -> Vec<f32> {
+/// `x W^T + bias` for `x` `[rows, in_dim]` and `w` `[out_dim, in_dim]`, both row-major, and an
+/// optional `bias` `[out_dim]`: `[rows, out_dim]`, row-major. The bias is where the product
+/// accumulates into (gemm's `read_dst`), which saves a pass over the output.
+pub fn matmul_wt(
+    x: &[f32],
+    rows: usize,
+    in_dim: usize,
+    w: &[f32],
+    out_dim: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     assert_eq!(x.len(), rows * in_dim, "x is not rows × in_dim");
     assert_eq!(w.len(), out_dim * in_dim, "w is not out_dim × in_dim");
-    let mut out = vec![0f32; rows * out_dim];
+    let mut out = match bias {
+        Some(b) => {
+            assert_eq!(b.len(), out_dim, "bias is not out_dim long");
+            b.repeat(rows)
+        }
+        None => vec![0f32; rows * out_dim],
+    };
     if rows == 0 || out_dim == 0 {
         return out;
     }
+    let accumulate = bias.is_some();
     let threads = candle_core::utils::get_num_threads().max(1);
     let width = if threads == 1 || rows * in_dim * out_dim < SPLIT_FROM {
         out_dim
@@ -67,14 +82,15 @@ pub fn matmul_wt(x: &[f32], rows: usize, in_dim: usize, w: &[f32], out_dim: usiz
                 (base as *mut f32).add(first),
                 1,
                 out_dim as isize,
-                false,
+                accumulate,
                 x.as_ptr(),
                 1,
                 in_dim as isize,
                 w.as_ptr().add(first * in_dim),
                 in_dim as isize,
                 1,
-                0.0,
+                // dst = alpha · dst + beta · x W^T (alpha is read only with read_dst).
+                1.0,
                 1.0,
                 false,
                 false,
@@ -91,10 +107,10 @@ pub fn matmul_wt(x: &[f32], rows: usize, in_dim: usize, w: &[f32], out_dim: usiz
     out
 }
 
-/// [`matmul_wt`] on tensors: `x` `[..., in]` and a CPU f32 `weight` `[out, in]`, giving
-/// `[..., out]`. `None` where the operands are not that (other devices or dtypes), for the
-/// caller's own product.
-pub fn linear(x: &Tensor, weight: &Tensor) -> Option<Result<Tensor>> {
+/// [`matmul_wt`] on tensors: `x` `[..., in]`, a CPU f32 `weight` `[out, in]` and an optional
+/// f32 `bias` `[out]`, giving `[..., out]`. `None` where the operands are not that (other
+/// devices, dtypes or layouts), for the caller's own product.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Option<Result<Tensor>> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
         return None;
     }
@@ -102,10 +118,26 @@ pub fn linear(x: &Tensor, weight: &Tensor) -> Option<Result<Tensor>> {
     if x.dims().last() != Some(&in_dim) || !weight.is_contiguous() {
         return None;
     }
-    Some(linear_f32(x, weight, out_dim, in_dim))
+    let bias = match bias {
+        None => None,
+        Some(b) if b.dtype() == DType::F32 && b.dims() == [out_dim] && b.device().is_cpu() => {
+            match b.to_vec1::<f32>() {
+                Ok(values) => Some(values),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(_) => return None,
+    };
+    Some(linear_f32(x, weight, out_dim, in_dim, bias.as_deref()))
 }
 
-fn linear_f32(x: &Tensor, weight: &Tensor, out_dim: usize, in_dim: usize) -> Result<Tensor> {
+fn linear_f32(
+    x: &Tensor,
+    weight: &Tensor,
+    out_dim: usize,
+    in_dim: usize,
+    bias: Option<&[f32]>,
+) -> Result<Tensor> {
     let rows = x.elem_count() / in_dim.max(1);
     let x = x.contiguous()?;
     let (x_storage, x_layout) = x.storage_and_layout();
@@ -121,7 +153,7 @@ fn linear_f32(x: &Tensor, weight: &Tensor, out_dim: usize, in_dim: usize) -> Res
             Some((x0, x1)),
             Storage::Cpu(CpuStorage::F32(ws)),
             Some((w0, w1)),
-        ) => matmul_wt(&xs[x0..x1], rows, in_dim, &ws[w0..w1], out_dim),
+        ) => matmul_wt(&xs[x0..x1], rows, in_dim, &ws[w0..w1], out_dim, bias),
         _ => candle_core::bail!("the float GEMM needs contiguous f32 CPU operands"),
     };
     drop((x_storage, w_storage));
@@ -166,7 +198,7 @@ mod tests {
         ] {
             let x = values(rows * in_dim, 0.37);
             let w = values(out_dim * in_dim, 0.11);
-            let got = matmul_wt(&x, rows, in_dim, &w, out_dim);
+            let got = matmul_wt(&x, rows, in_dim, &w, out_dim, None);
             let want = reference(&x, rows, in_dim, &w, out_dim);
             let worst = got
                 .iter()
@@ -177,6 +209,22 @@ mod tests {
                 worst < 1e-5,
                 "{rows}x{in_dim}x{out_dim}: relative error {worst}"
             );
+            // With a bias, every piece adds it to its own columns, once.
+            let bias = values(out_dim, 0.7);
+            let got = matmul_wt(&x, rows, in_dim, &w, out_dim, Some(&bias));
+            let worst = got
+                .iter()
+                .zip(&want)
+                .enumerate()
+                .map(|(i, (g, w))| {
+                    let w = w + bias[i % out_dim] as f64;
+                    (*g as f64 - w).abs() / (1.0 + w.abs())
+                })
+                .fold(0f64, f64::max);
+            assert!(
+                worst < 1e-5,
+                "{rows}x{in_dim}x{out_dim} with bias: relative error {worst}"
+            );
         }
     }
 
@@ -185,11 +233,19 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::from_vec(values(2 * 33 * 48, 0.21), (2, 33, 48), &dev)?;
         let w = Tensor::from_vec(values(80 * 48, 0.05), (80, 48), &dev)?;
-        let got = linear(&x, &w).expect("f32 CPU operands")?;
+        let got = linear(&x, &w, None).expect("f32 CPU operands")?;
         assert_eq!(got.dims(), &[2, 33, 80]);
         let want = x.broadcast_matmul(&w.t()?)?;
-        let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-4, "max |diff| {diff} against candle's matmul");
+        let bias = Tensor::from_vec(values(80, 0.9), 80, &dev)?;
+        let got = linear(&x, &w, Some(&bias)).expect("f32 CPU operands")?;
+        let want = want.broadcast_add(&bias)?;
+        let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(
+            diff < 1e-4,
+            "max |diff| {diff} against candle's matmul plus bias"
+        );
         Ok(())
     }
 
@@ -198,18 +254,23 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::zeros((4, 8), DType::F16, &dev)?;
         let w = Tensor::zeros((3, 8), DType::F32, &dev)?;
-        assert!(linear(&x, &w).is_none(), "f16 input");
+        assert!(linear(&x, &w, None).is_none(), "f16 input");
         let x = Tensor::zeros((4, 8), DType::F32, &dev)?;
         assert!(
-            linear(&x, &w.t()?.t()?.to_dtype(DType::F16)?).is_none(),
+            linear(&x, &w.t()?.t()?.to_dtype(DType::F16)?, None).is_none(),
             "f16 weight"
         );
         // A transposed weight is not `[out, in]` row-major.
         let wt = Tensor::zeros((8, 8), DType::F32, &dev)?.t()?;
-        assert!(linear(&x, &wt).is_none(), "non-contiguous weight");
+        assert!(linear(&x, &wt, None).is_none(), "non-contiguous weight");
         assert!(
-            linear(&x, &Tensor::zeros((3, 5), DType::F32, &dev)?).is_none(),
+            linear(&x, &Tensor::zeros((3, 5), DType::F32, &dev)?, None).is_none(),
             "wrong width"
+        );
+        let short = Tensor::zeros(2, DType::F32, &dev)?;
+        assert!(
+            linear(&x, &w, Some(&short)).is_none(),
+            "bias of the wrong length"
         );
         Ok(())
     }

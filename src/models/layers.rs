@@ -54,7 +54,7 @@ impl Activation {
 
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::GeluErf => x.gelu_erf(),
+            Self::GeluErf => super::gelu::gelu_erf(x),
             Self::GeluTanh => x.gelu(),
             Self::Relu => x.relu(),
             Self::Silu => x.silu(),

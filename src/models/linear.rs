@@ -193,14 +193,14 @@ impl Module for BaseLinear {
                 decoding,
             } => {
                 let rows = x.elem_count() / weight.dim(1)?.max(1);
-                let y = if *decoding && rows <= DECODING_ROWS && x.dtype() == DType::F32 {
-                    float_gemv_2d(weight, x, rows)?
+                if *decoding && rows <= DECODING_ROWS && x.dtype() == DType::F32 {
+                    let y = float_gemv_2d(weight, x, rows)?;
+                    match bias {
+                        Some(bias) => y.broadcast_add(bias),
+                        None => Ok(y),
+                    }
                 } else {
-                    linear_product(x, weight)?
-                };
-                match bias {
-                    Some(bias) => y.broadcast_add(bias),
-                    None => Ok(y),
+                    linear_product(x, weight, bias.as_ref())
                 }
             }
             Self::Quantized {
@@ -214,13 +214,15 @@ impl Module for BaseLinear {
                 let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
                 let y = match (weight, dense_from_rows) {
                     (QMatMul::QTensor(q), Some(min)) if rows >= *min && x.device().is_cpu() => {
-                        linear_product(&x, &q.dequantize(x.device())?)?
+                        linear_product(&x, &q.dequantize(x.device())?, bias.as_ref())?
                     }
-                    _ => weight.forward(&x)?,
-                };
-                let y = match bias {
-                    Some(bias) => y.broadcast_add(bias)?,
-                    None => y,
+                    _ => {
+                        let y = weight.forward(&x)?;
+                        match bias {
+                            Some(bias) => y.broadcast_add(bias)?,
+                            None => y,
+                        }
+                    }
                 };
                 y.to_dtype(dtype)
             }
@@ -263,16 +265,20 @@ fn float_gemv_2d(weight: &Tensor, x: &Tensor, rows: usize) -> Result<Tensor> {
     Tensor::from_vec(y, out_dims, x.device())
 }
 
-/// `x W^T` for a `weight` `[out, in]`: on [`float_gemm`] where it runs, else one
-/// `[tokens, in] x [in, out]` product (a single large GEMM instead of one per batch item over a
-/// broadcast weight).
-fn linear_product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+/// `x W^T + bias` for a `weight` `[out, in]`: on [`float_gemm`] where it runs (the bias added
+/// inside the product), else one `[tokens, in] x [in, out]` product (a single large GEMM
+/// instead of one per batch item over a broadcast weight) and then the bias.
+fn linear_product(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if float_gemm::available() {
-        if let Some(y) = float_gemm::linear(x, weight) {
+        if let Some(y) = float_gemm::linear(x, weight, bias) {
             return y;
         }
     }
-    matmul_2d(x, &weight.t()?)
+    let y = matmul_2d(x, &weight.t()?)?;
+    match bias {
+        Some(bias) => y.broadcast_add(bias),
+        None => Ok(y),
+    }
 }
 
 /// `x @ rhs` for `x` of shape `[..., in]` and a 2-D `rhs` of shape `[in, out]`, computed as one

@@ -7,6 +7,7 @@ pub mod blip2;
 pub mod decoding;
 mod error;
 pub mod float_gemm;
+pub mod gelu;
 pub mod gguf;
 pub(crate) mod heap;
 pub mod layers;
