@@ -36,6 +36,31 @@ pub fn available() -> bool {
     }
 }
 
+/// Where a product's weight rows (`W` `[out_dim, in_dim]`, row-major) come from.
+pub trait WeightRows: Sync {
+    /// At most this many rows are asked for at once.
+    fn rows_per_call(&self) -> usize;
+    /// Rows `first..first + n` of `W`, row-major: borrowed where they are stored as f32, else
+    /// written into `scratch` (which the caller keeps between calls of one thread).
+    fn rows<'a>(&'a self, first: usize, n: usize, scratch: &'a mut Vec<f32>) -> &'a [f32];
+}
+
+/// A weight stored as f32, `[out_dim, in_dim]` row-major.
+pub struct FloatRows<'w> {
+    pub values: &'w [f32],
+    pub in_dim: usize,
+}
+
+impl WeightRows for FloatRows<'_> {
+    fn rows_per_call(&self) -> usize {
+        usize::MAX
+    }
+
+    fn rows<'a>(&'a self, first: usize, n: usize, _: &'a mut Vec<f32>) -> &'a [f32] {
+        &self.values[first * self.in_dim..(first + n) * self.in_dim]
+    }
+}
+
 /// `x W^T + bias` for `x` `[rows, in_dim]` and `w` `[out_dim, in_dim]`, both row-major, and an
 /// optional `bias` `[out_dim]`: `[rows, out_dim]`, row-major. The bias is where the product
 /// accumulates into (gemm's `read_dst`), which saves a pass over the output.
@@ -47,8 +72,29 @@ pub fn matmul_wt(
     out_dim: usize,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    assert_eq!(x.len(), rows * in_dim, "x is not rows × in_dim");
     assert_eq!(w.len(), out_dim * in_dim, "w is not out_dim × in_dim");
+    matmul_rows(
+        x,
+        rows,
+        in_dim,
+        &FloatRows { values: w, in_dim },
+        out_dim,
+        bias,
+    )
+}
+
+/// [`matmul_wt`] with the weight's rows from `w`: each thread's piece of output columns asks
+/// for its rows [`WeightRows::rows_per_call`] at a time, so a weight stored in another form is
+/// turned into f32 one cache-sized slice at a time, by the thread that uses it.
+pub fn matmul_rows(
+    x: &[f32],
+    rows: usize,
+    in_dim: usize,
+    w: &dyn WeightRows,
+    out_dim: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    assert_eq!(x.len(), rows * in_dim, "x is not rows × in_dim");
     let mut out = match bias {
         Some(b) => {
             assert_eq!(b.len(), out_dim, "bias is not out_dim long");
@@ -67,36 +113,48 @@ pub fn matmul_wt(
         out_dim.div_ceil(threads).div_ceil(COLUMN_STEP) * COLUMN_STEP
     };
     let pieces = out_dim.div_ceil(width);
+    let step = w.rows_per_call().max(1);
     let base = out.as_mut_ptr() as usize;
     let piece = |p: usize| {
-        let first = p * width;
-        let columns = width.min(out_dim - first);
-        // SAFETY: piece `p` writes columns `first..first + columns` of every output row, which
-        // no other piece touches; `out` outlives the pool call, which returns when all are done;
-        // the reads stay inside `x` (rows × in_dim) and rows `first..first + columns` of `w`.
-        unsafe {
-            gemm::gemm(
-                rows,
-                columns,
-                in_dim,
-                (base as *mut f32).add(first),
-                1,
-                out_dim as isize,
-                accumulate,
-                x.as_ptr(),
-                1,
-                in_dim as isize,
-                w.as_ptr().add(first * in_dim),
-                in_dim as isize,
-                1,
-                // dst = alpha · dst + beta · x W^T (alpha is read only with read_dst).
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
+        let mut scratch = Vec::new();
+        let end = out_dim.min((p + 1) * width);
+        let mut first = p * width;
+        while first < end {
+            let columns = step.min(end - first);
+            let weight = w.rows(first, columns, &mut scratch);
+            assert_eq!(
+                weight.len(),
+                columns * in_dim,
+                "weight rows of the wrong size"
+            );
+            // SAFETY: this call writes columns `first..first + columns` of every output row,
+            // which no other call touches; `out` outlives the pool call, which returns when all
+            // are done; the reads stay inside `x` (rows × in_dim) and `weight` (columns × in_dim).
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    columns,
+                    in_dim,
+                    (base as *mut f32).add(first),
+                    1,
+                    out_dim as isize,
+                    accumulate,
+                    x.as_ptr(),
+                    1,
+                    in_dim as isize,
+                    weight.as_ptr(),
+                    in_dim as isize,
+                    1,
+                    // dst = alpha · dst + beta · x W^T (alpha is read only with read_dst).
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+            first += columns;
         }
     };
     if pieces == 1 {
@@ -111,11 +169,28 @@ pub fn matmul_wt(
 /// f32 `bias` `[out]`, giving `[..., out]`. `None` where the operands are not that (other
 /// devices, dtypes or layouts), for the caller's own product.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Option<Result<Tensor>> {
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+    if weight.dtype() != DType::F32 || !weight.device().is_cpu() || !weight.is_contiguous() {
         return None;
     }
     let (out_dim, in_dim) = weight.dims2().ok()?;
-    if x.dims().last() != Some(&in_dim) || !weight.is_contiguous() {
+    let (storage, layout) = weight.storage_and_layout();
+    let values = match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(ws)), Some((w0, w1))) => &ws[w0..w1],
+        _ => return None,
+    };
+    linear_rows(x, &FloatRows { values, in_dim }, out_dim, in_dim, bias)
+}
+
+/// [`matmul_rows`] on tensors, for a weight `[out_dim, in_dim]` whose rows come from `w`. `None`
+/// where `x` is not f32 on the CPU with `in_dim` last, or the bias is not f32 `[out_dim]`.
+pub fn linear_rows(
+    x: &Tensor,
+    w: &dyn WeightRows,
+    out_dim: usize,
+    in_dim: usize,
+    bias: Option<&Tensor>,
+) -> Option<Result<Tensor>> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.dims().last() != Some(&in_dim) {
         return None;
     }
     let bias = match bias {
@@ -128,35 +203,26 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Option<Resu
         }
         Some(_) => return None,
     };
-    Some(linear_f32(x, weight, out_dim, in_dim, bias.as_deref()))
+    Some(product(x, w, out_dim, in_dim, bias.as_deref()))
 }
 
-fn linear_f32(
+fn product(
     x: &Tensor,
-    weight: &Tensor,
+    w: &dyn WeightRows,
     out_dim: usize,
     in_dim: usize,
     bias: Option<&[f32]>,
 ) -> Result<Tensor> {
     let rows = x.elem_count() / in_dim.max(1);
     let x = x.contiguous()?;
-    let (x_storage, x_layout) = x.storage_and_layout();
-    let (w_storage, w_layout) = weight.storage_and_layout();
-    let y = match (
-        &*x_storage,
-        x_layout.contiguous_offsets(),
-        &*w_storage,
-        w_layout.contiguous_offsets(),
-    ) {
-        (
-            Storage::Cpu(CpuStorage::F32(xs)),
-            Some((x0, x1)),
-            Storage::Cpu(CpuStorage::F32(ws)),
-            Some((w0, w1)),
-        ) => matmul_wt(&xs[x0..x1], rows, in_dim, &ws[w0..w1], out_dim, bias),
-        _ => candle_core::bail!("the float GEMM needs contiguous f32 CPU operands"),
+    let (storage, layout) = x.storage_and_layout();
+    let y = match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(xs)), Some((x0, x1))) => {
+            matmul_rows(&xs[x0..x1], rows, in_dim, w, out_dim, bias)
+        }
+        _ => candle_core::bail!("the float GEMM needs a contiguous f32 CPU input"),
     };
-    drop((x_storage, w_storage));
+    drop(storage);
     let mut dims = x.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = out_dim;

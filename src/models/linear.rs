@@ -11,6 +11,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use super::decoding::{float_gemv, packed_q4::PackedQ4};
 use super::float_gemm;
 use super::layers::tensor_bytes;
+use super::quantized_rows;
 use super::runtime::Quant;
 
 /// Up to this many rows (tokens) a decoding layer's float product is a matrix-vector one.
@@ -214,7 +215,13 @@ impl Module for BaseLinear {
                 let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
                 let y = match (weight, dense_from_rows) {
                     (QMatMul::QTensor(q), Some(min)) if rows >= *min && x.device().is_cpu() => {
-                        linear_product(&x, &q.dequantize(x.device())?, bias.as_ref())?
+                        let in_place = float_gemm::available()
+                            .then(|| quantized_rows::linear(&x, q, bias.as_ref()))
+                            .flatten();
+                        match in_place {
+                            Some(y) => y?,
+                            None => linear_product(&x, &q.dequantize(x.device())?, bias.as_ref())?,
+                        }
                     }
                     _ => {
                         let y = weight.forward(&x)?;

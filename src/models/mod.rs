@@ -16,6 +16,7 @@ pub mod loader;
 pub mod lora;
 mod page_cache;
 pub mod quantize;
+pub mod quantized_rows;
 pub mod runtime;
 mod safetensors;
 pub mod source;
