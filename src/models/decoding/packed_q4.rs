@@ -193,7 +193,7 @@ fn unit_scales(unit: &[u8], r: usize) -> (f32, f32) {
 }
 
 /// IEEE binary16 to f32, exactly (the scalar paths only; the SIMD kernel converts with F16C).
-fn f16_to_f32(bits: u16) -> f32 {
+pub(crate) fn f16_to_f32(bits: u16) -> f32 {
     let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
     let exp = u32::from((bits >> 10) & 0x1F);
     let mant = u32::from(bits & 0x3FF);
