@@ -8,6 +8,8 @@ use landfall::cli::{BenchCommand, Cli, Command, ModelsCommand};
 use landfall::commands::{self, CliError};
 
 fn main() -> ExitCode {
+    // Before anything allocates: the allocator's thresholds for tensors of a few MiB per layer.
+    landfall::models::heap::keep_tensor_memory();
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Run(_)));
     let result: Result<(), CliError> = match &cli.command {

@@ -9,7 +9,7 @@ mod error;
 pub mod float_gemm;
 pub mod gelu;
 pub mod gguf;
-pub(crate) mod heap;
+pub mod heap;
 pub mod layers;
 pub mod linear;
 pub mod loader;
