@@ -15,7 +15,9 @@
 //! Layers use it only where [`available`] says so; elsewhere (AVX2-only x86, aarch64's NEON) they
 //! keep candle's matmul as before. The product itself runs on any CPU, which the tests use.
 
-use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+use candle_core::{DType, Result, Tensor};
+
+use super::cpu;
 
 /// Output columns per piece are a multiple of this (the widest kernel's lanes).
 const COLUMN_STEP: usize = 16;
@@ -173,12 +175,17 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Option<Resu
         return None;
     }
     let (out_dim, in_dim) = weight.dims2().ok()?;
-    let (storage, layout) = weight.storage_and_layout();
-    let values = match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(ws)), Some((w0, w1))) => &ws[w0..w1],
-        _ => return None,
-    };
-    linear_rows(x, &FloatRows { values, in_dim }, out_dim, in_dim, bias)
+    let values = cpu::f32_view(weight)?;
+    linear_rows(
+        x,
+        &FloatRows {
+            values: &values,
+            in_dim,
+        },
+        out_dim,
+        in_dim,
+        bias,
+    )
 }
 
 /// [`matmul_rows`] on tensors, for a weight `[out_dim, in_dim]` whose rows come from `w`. `None`
@@ -195,12 +202,7 @@ pub fn linear_rows(
     }
     let bias = match bias {
         None => None,
-        Some(b) if b.dtype() == DType::F32 && b.dims() == [out_dim] && b.device().is_cpu() => {
-            match b.to_vec1::<f32>() {
-                Ok(values) => Some(values),
-                Err(e) => return Some(Err(e)),
-            }
-        }
+        Some(b) if b.dims() == [out_dim] => Some(cpu::f32_view(b)?),
         Some(_) => return None,
     };
     Some(product(x, w, out_dim, in_dim, bias.as_deref()))
@@ -215,19 +217,11 @@ fn product(
 ) -> Result<Tensor> {
     let rows = x.elem_count() / in_dim.max(1);
     let x = x.contiguous()?;
-    let (storage, layout) = x.storage_and_layout();
-    let y = match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(xs)), Some((x0, x1))) => {
-            matmul_rows(&xs[x0..x1], rows, in_dim, w, out_dim, bias)
-        }
-        _ => candle_core::bail!("the float GEMM needs a contiguous f32 CPU input"),
+    let y = match cpu::f32_view(&x) {
+        Some(xs) => matmul_rows(&xs, rows, in_dim, w, out_dim, bias),
+        None => candle_core::bail!("the float GEMM needs a contiguous f32 CPU input"),
     };
-    drop(storage);
-    let mut dims = x.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = out_dim;
-    }
-    Tensor::from_vec(y, dims, x.device())
+    Tensor::from_vec(y, cpu::with_last_dim(&x, out_dim), x.device())
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //! and NEON on aarch64 by default. The tensor is cut into chunks run on candle's CPU pool.
 //! Other devices and dtypes keep candle's `gelu_erf`.
 
-use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+use candle_core::{DType, Result, Tensor};
+
+use super::cpu;
 
 /// Elements per chunk of work handed to the pool: big enough that one chunk outweighs taking it.
 const CHUNK: usize = 1 << 14;
@@ -111,25 +113,14 @@ pub fn gelu_slice(xs: &[f32], ys: &mut [f32]) {
 
 /// [`gelu_slice`] in chunks on candle's CPU pool.
 pub fn gelu_par(xs: &[f32]) -> Vec<f32> {
-    let len = xs.len();
-    let mut ys = vec![0f32; len];
-    let chunks = len.div_ceil(CHUNK);
-    if chunks <= 1 {
+    let mut ys = vec![0f32; xs.len()];
+    if xs.len() <= CHUNK {
         gelu_slice(xs, &mut ys);
-        return ys;
+    } else {
+        cpu::for_each_chunk(&mut ys, CHUNK, |c, out| {
+            gelu_slice(&xs[c * CHUNK..][..out.len()], out)
+        });
     }
-    let base = ys.as_mut_ptr() as usize;
-    candle_core::utils::barrier_pool().execute_chunked(chunks, |range| {
-        for c in range {
-            let lo = c * CHUNK;
-            let hi = len.min(lo + CHUNK);
-            // SAFETY: chunk `c` writes `ys[lo..hi]` alone; `ys` outlives the pool call, which
-            // returns once every chunk is done.
-            let out =
-                unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(lo), hi - lo) };
-            gelu_slice(&xs[lo..hi], out);
-        }
-    });
     ys
 }
 
@@ -139,12 +130,10 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
         return x.gelu_erf();
     }
     let x = x.contiguous()?;
-    let (storage, layout) = x.storage_and_layout();
-    let y = match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(xs)), Some((lo, hi))) => gelu_par(&xs[lo..hi]),
-        _ => candle_core::bail!("gelu_erf: a contiguous f32 CPU tensor was expected"),
+    let y = match cpu::f32_view(&x) {
+        Some(xs) => gelu_par(&xs),
+        None => candle_core::bail!("gelu_erf: a contiguous f32 CPU tensor was expected"),
     };
-    drop(storage);
     Tensor::from_vec(y, x.dims(), x.device())
 }
 

@@ -17,6 +17,8 @@
 const MMAP_THRESHOLD: i32 = 32 << 20;
 /// Free memory at the top of the heap kept for the next tensors rather than handed back.
 const TRIM_THRESHOLD: i32 = 64 << 20;
+/// The environment variables by which a user sets these thresholds (glibc's own tunables).
+const USER_SETTINGS: [&str; 2] = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"];
 
 /// Sets glibc's mmap and trim thresholds for a process that allocates and frees tensors of a
 /// few MiB per layer ([`MMAP_THRESHOLD`], [`TRIM_THRESHOLD`]); call it first thing in `main`.
@@ -26,10 +28,7 @@ const TRIM_THRESHOLD: i32 = 64 << 20;
 /// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`), theirs stands. Returns whether the
 /// thresholds were set (not on other C libraries, nor when the environment sets them).
 pub fn keep_tensor_memory() -> bool {
-    let user_set = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some());
-    if user_set {
+    if user_set_thresholds() {
         return false;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -46,6 +45,12 @@ pub fn keep_tensor_memory() -> bool {
     }
 }
 
+fn user_set_thresholds() -> bool {
+    USER_SETTINGS
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+}
+
 /// Returns freed heap pages to the system (glibc); elsewhere nothing to do.
 pub fn release_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -59,8 +64,7 @@ pub fn release_freed() {
 mod tests {
     #[test]
     fn glibc_takes_the_thresholds_unless_the_environment_sets_them() {
-        let user_set = std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
-            || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some();
+        let user_set = super::user_set_thresholds();
         assert_eq!(super::keep_tensor_memory(), !user_set);
     }
 }

@@ -8,6 +8,7 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 
+use super::cpu;
 use super::decoding::{float_gemv, packed_q4::PackedQ4};
 use super::float_gemm;
 use super::layers::tensor_bytes;
@@ -195,11 +196,7 @@ impl Module for BaseLinear {
             } => {
                 let rows = x.elem_count() / weight.dim(1)?.max(1);
                 if *decoding && rows <= DECODING_ROWS && x.dtype() == DType::F32 {
-                    let y = float_gemv_2d(weight, x, rows)?;
-                    match bias {
-                        Some(bias) => y.broadcast_add(bias),
-                        None => Ok(y),
-                    }
+                    add_bias(float_gemv_2d(weight, x, rows)?, bias.as_ref())
                 } else {
                     linear_product(x, weight, bias.as_ref())
                 }
@@ -223,13 +220,7 @@ impl Module for BaseLinear {
                             None => linear_product(&x, &q.dequantize(x.device())?, bias.as_ref())?,
                         }
                     }
-                    _ => {
-                        let y = weight.forward(&x)?;
-                        match bias {
-                            Some(bias) => y.broadcast_add(bias)?,
-                            None => y,
-                        }
-                    }
+                    _ => add_bias(weight.forward(&x)?, bias.as_ref())?,
                 };
                 y.to_dtype(dtype)
             }
@@ -237,16 +228,9 @@ impl Module for BaseLinear {
                 let dtype = x.dtype();
                 let rows = x.elem_count() / weight.in_dim();
                 let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                let mut out_dims = x.dims().to_vec();
-                if let Some(last) = out_dims.last_mut() {
-                    *last = weight.out_dim();
-                }
+                let out_dims = cpu::with_last_dim(x, weight.out_dim());
                 let y = Tensor::from_vec(weight.matmul(&values, rows), out_dims, x.device())?;
-                let y = match bias {
-                    Some(bias) => y.broadcast_add(bias)?,
-                    None => y,
-                };
-                y.to_dtype(dtype)
+                add_bias(y, bias.as_ref())?.to_dtype(dtype)
             }
         }
     }
@@ -257,19 +241,11 @@ impl Module for BaseLinear {
 fn float_gemv_2d(weight: &Tensor, x: &Tensor, rows: usize) -> Result<Tensor> {
     let (out_dim, in_dim) = weight.dims2()?;
     let values = x.flatten_all()?.to_vec1::<f32>()?;
-    let (storage, layout) = weight.storage_and_layout();
-    let y = match (&*storage, layout.contiguous_offsets()) {
-        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(w)), Some((start, end))) => {
-            float_gemv::matmul(&w[start..end], out_dim, in_dim, &values, rows)
-        }
-        _ => candle_core::bail!("the decoding GEMV needs a contiguous f32 CPU weight"),
+    let y = match cpu::f32_view(weight) {
+        Some(w) => float_gemv::matmul(&w, out_dim, in_dim, &values, rows),
+        None => candle_core::bail!("the decoding GEMV needs a contiguous f32 CPU weight"),
     };
-    drop(storage);
-    let mut out_dims = x.dims().to_vec();
-    if let Some(last) = out_dims.last_mut() {
-        *last = out_dim;
-    }
-    Tensor::from_vec(y, out_dims, x.device())
+    Tensor::from_vec(y, cpu::with_last_dim(x, out_dim), x.device())
 }
 
 /// `x W^T + bias` for a `weight` `[out, in]`: on [`float_gemm`] where it runs (the bias added
@@ -281,7 +257,11 @@ fn linear_product(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<
             return y;
         }
     }
-    let y = matmul_2d(x, &weight.t()?)?;
+    add_bias(matmul_2d(x, &weight.t()?)?, bias)
+}
+
+/// `y + bias`, the bias broadcast over `y`'s rows.
+fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         Some(bias) => y.broadcast_add(bias),
         None => Ok(y),

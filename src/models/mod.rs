@@ -4,6 +4,7 @@
 
 pub mod bert;
 pub mod blip2;
+pub mod cpu;
 pub mod decoding;
 mod error;
 pub mod float_gemm;

@@ -10,9 +10,7 @@
 //! default, has a conversion of its own written for the compiler to vectorize (candle's
 //! `to_float` goes one value at a time: 12% of q4_0's image side in a `perf` profile).
 
-use candle_core::quantized::k_quants::{
-    BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType,
-};
+use candle_core::quantized::k_quants::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Result, Tensor};
 
@@ -37,21 +35,33 @@ impl<T: GgmlType> WeightRows for BlockRows<'_, T> {
     fn rows<'a>(&'a self, first: usize, n: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
         let per_row = self.in_dim / T::BLCK_SIZE;
         scratch.resize(n * self.in_dim, 0.0);
-        let blocks = &self.blocks[first * per_row..(first + n) * per_row];
-        let out = &mut scratch[..n * self.in_dim];
-        if T::DTYPE == GgmlDType::Q4_0 {
-            // SAFETY: T is BlockQ4_0 (its dtype says so): `repr(C)`, 18 bytes, no padding.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    blocks.as_ptr() as *const u8,
-                    std::mem::size_of_val(blocks),
-                )
-            };
-            q4_0_to_f32(bytes, out);
-        } else {
-            T::to_float(blocks, out);
-        }
-        &scratch[..n * self.in_dim]
+        T::to_float(
+            &self.blocks[first * per_row..(first + n) * per_row],
+            scratch,
+        );
+        scratch
+    }
+}
+
+/// The rows of a `[out_dim, in_dim]` Q4_0 weight, read from its bytes by [`q4_0_to_f32`].
+struct Q4_0Rows<'q> {
+    bytes: &'q [u8],
+    in_dim: usize,
+}
+
+impl WeightRows for Q4_0Rows<'_> {
+    fn rows_per_call(&self) -> usize {
+        ROWS_PER_CALL
+    }
+
+    fn rows<'a>(&'a self, first: usize, n: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        let row_bytes = self.in_dim / 32 * Q4_0_BYTES;
+        scratch.resize(n * self.in_dim, 0.0);
+        q4_0_to_f32(
+            &self.bytes[first * row_bytes..(first + n) * row_bytes],
+            scratch,
+        );
+        scratch
     }
 }
 
@@ -113,7 +123,14 @@ pub fn linear(x: &Tensor, q: &QTensor, bias: Option<&Tensor>) -> Option<Result<T
         Err(e) => return Some(Err(e)),
     };
     match q.dtype() {
-        GgmlDType::Q4_0 => with_blocks::<BlockQ4_0>(x, &data, out_dim, in_dim, bias),
+        GgmlDType::Q4_0 => {
+            let whole = in_dim % 32 == 0 && data.len() == out_dim * in_dim / 32 * Q4_0_BYTES;
+            let rows = Q4_0Rows {
+                bytes: &data,
+                in_dim,
+            };
+            whole.then(|| float_gemm::linear_rows(x, &rows, out_dim, in_dim, bias))?
+        }
         GgmlDType::Q8_0 => with_blocks::<BlockQ8_0>(x, &data, out_dim, in_dim, bias),
         GgmlDType::Q4K => with_blocks::<BlockQ4K>(x, &data, out_dim, in_dim, bias),
         GgmlDType::Q5K => with_blocks::<BlockQ5K>(x, &data, out_dim, in_dim, bias),

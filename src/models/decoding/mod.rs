@@ -11,6 +11,8 @@
 pub mod float_gemv;
 pub mod packed_q4;
 
+use super::cpu::for_each_chunk;
+
 /// Whether this CPU runs the kernels here.
 pub fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -49,20 +51,4 @@ fn tiled_product(
         }
     }
     out
-}
-
-/// Runs `item(i, out_chunk)` for every `chunk`-sized piece of `out` (`items` of them) on
-/// candle's CPU pool; each piece is written by one work item alone.
-fn for_each_chunk(out: &mut [f32], chunk: usize, item: impl Fn(usize, &mut [f32]) + Sync) {
-    let items = out.len() / chunk;
-    let base = out.as_mut_ptr() as usize;
-    candle_core::utils::barrier_pool().execute_chunked(items, |range| {
-        for i in range {
-            // SAFETY: pieces `i` are disjoint, each taken by exactly one work item, and `out`
-            // outlives the pool call, which returns only when every item is done.
-            let piece =
-                unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(i * chunk), chunk) };
-            item(i, piece);
-        }
-    });
 }
