@@ -83,11 +83,21 @@ def pytorch_worker(args):
 
         prefill_ms, logits = best(prefill)
         n = args.new_tokens
-        gen = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1)
-        generate_ms, out = best(lambda: model.generate(input_ids=input_ids, attention_mask=mask,
-                                                       pixel_values=pixels, **gen))
-    # generate = vision + prefill + (n - 1) decoding steps (the first token comes from prefill).
-    decode_ms = max(generate_ms - vision_ms - prefill_ms, 1e-9)
+
+        def generate(tokens):
+            gen = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, num_beams=1)
+            return best(lambda: model.generate(input_ids=input_ids, attention_mask=mask,
+                                               pixel_values=pixels, **gen))
+
+        generate_ms, out = generate(n)
+        first_ms, _ = generate(1)
+    # Both generate calls run vision + prefill; n tokens take n - 1 decoding steps more than one
+    # (the first token comes from prefill). Subtracting the separately timed vision and prefill
+    # instead went negative when one of them ran slow.
+    decode_ms = generate_ms - first_ms
+    if decode_ms <= 0:
+        sys.exit(f"PyTorch's {n}-token generate ({generate_ms:.0f} ms) was not slower than its 1-token "
+                 f"one ({first_ms:.0f} ms): the machine was too noisy to time decoding")
     logits.float().numpy().astype("<f4").tofile(args.logits_out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"impl": "pytorch", "quant": "none", "load_s": load_s, "peak_rss_mib": peak,

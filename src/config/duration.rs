@@ -28,7 +28,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, InvalidValue> {
 /// The shortest exact spelling, as the effective config prints it.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = d.as_secs();

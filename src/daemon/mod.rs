@@ -217,7 +217,7 @@ impl Hands {
                 self.failures += 1;
                 if was_connected {
                     tracing::warn!("lost the MQTT broker ({reason}); reconnecting");
-                } else if self.failures == 1 || self.failures % 20 == 0 {
+                } else if self.failures == 1 || self.failures.is_multiple_of(20) {
                     tracing::warn!(
                         "cannot reach the MQTT broker ({reason}); still trying (attempt {})",
                         self.failures

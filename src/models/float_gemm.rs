@@ -1,22 +1,25 @@
 //! The CPU float GEMM for a layer's many-row products (BLIP-2's 257 image tokens, BERT's 64
 //! tokens per text): `x W^T` with `W` as `torch.nn.Linear` stores it, `[out, in]`.
 //!
-//! It is the `gemm` crate that candle's CPU backend calls, with two differences that the
-//! benches (benches/blip2_vs_pytorch.py, benches/classifier_vs_pytorch.py; figures in the
-//! README) measure beside PyTorch:
+//! On a CPU with AVX-512F the product runs landfall's own kernel ([`super::avx512_gemm`]): it
+//! reads the weight rows in place (no per-call repacking of the weight, as the `gemm` crate
+//! does) and adds the bias as it writes the output. `cargo bench --bench float_gemm` times it
+//! beside candle's matmul at BERT's and ViT-g's shapes; benches/blip2_vs_pytorch.py and
+//! benches/classifier_vs_pytorch.py measure the models beside PyTorch (figures in the README).
 //!
-//! - **AVX-512 kernels.** gemm has them behind its cargo feature `x86-v4`, which candle does not
-//!   turn on; this crate's own dependency on gemm does, so every gemm call (candle's too) picks
-//!   them at run time on a CPU that has AVX-512F.
-//! - **The split.** with AVX-512, gemm's own threading leaves a core idle on few-row products
-//!   (BERT's 64 rows ran no faster on two threads than on one), so the output columns are cut here into one piece per
-//!   thread of candle's CPU pool, each a single-threaded gemm.
+//! Elsewhere the product is the `gemm` crate's, with the output columns cut into one piece per
+//! thread of candle's CPU pool, each a single-threaded gemm (gemm's own threading left a core
+//! idle on BERT's 64 rows). This crate's dependency on gemm turns on its `x86-v4` feature, so
+//! every gemm call (candle's too) picks its AVX-512 kernels where the CPU has them.
 //!
-//! Layers use it only where [`available`] says so; elsewhere (AVX2-only x86, aarch64's NEON) they
-//! keep candle's matmul as before. The product itself runs on any CPU, which the tests use.
+//! Layers use this module only where [`available`] says so (AVX-512F); elsewhere (AVX2-only x86,
+//! aarch64's NEON) they keep candle's matmul. The product itself runs on any CPU, which the
+//! tests use.
 
 use candle_core::{DType, Result, Tensor};
 
+#[cfg(target_arch = "x86_64")]
+use super::avx512_gemm;
 use super::cpu;
 
 /// Output columns per piece are a multiple of this (the widest kernel's lanes).
@@ -97,11 +100,31 @@ pub fn matmul_rows(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     assert_eq!(x.len(), rows * in_dim, "x is not rows × in_dim");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), out_dim, "bias is not out_dim long");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx512_gemm::available() {
+        let mut out = vec![0f32; rows * out_dim];
+        let parallel =
+            candle_core::utils::get_num_threads() > 1 && rows * in_dim * out_dim >= SPLIT_FROM;
+        avx512_gemm::matmul_rows(x, rows, in_dim, w, out_dim, bias, &mut out, parallel);
+        return out;
+    }
+    with_gemm_crate(x, rows, in_dim, w, out_dim, bias)
+}
+
+/// [`matmul_rows`] on the `gemm` crate, one single-threaded call per piece of output columns.
+fn with_gemm_crate(
+    x: &[f32],
+    rows: usize,
+    in_dim: usize,
+    w: &dyn WeightRows,
+    out_dim: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let mut out = match bias {
-        Some(b) => {
-            assert_eq!(b.len(), out_dim, "bias is not out_dim long");
-            b.repeat(rows)
-        }
+        Some(b) => b.repeat(rows),
         None => vec![0f32; rows * out_dim],
     };
     if rows == 0 || out_dim == 0 {
@@ -255,10 +278,25 @@ mod tests {
             (1, 512, 1000),
             (37, 384, 17),
             (257, 88, 130),
+            (16, 40, 12),
+            (33, 64, 25),
+            (48, 1, 13),
         ] {
             let x = values(rows * in_dim, 0.37);
             let w = values(out_dim * in_dim, 0.11);
+            let rows_of = FloatRows { values: &w, in_dim };
+            // Both kernels: the gemm crate's, and the one `matmul_wt` picks here.
+            let crate_result = with_gemm_crate(&x, rows, in_dim, &rows_of, out_dim, None);
             let got = matmul_wt(&x, rows, in_dim, &w, out_dim, None);
+            let worst = crate_result
+                .iter()
+                .zip(&reference(&x, rows, in_dim, &w, out_dim))
+                .map(|(g, w)| (*g as f64 - w).abs() / (1.0 + w.abs()))
+                .fold(0f64, f64::max);
+            assert!(
+                worst < 1e-5,
+                "gemm crate {rows}x{in_dim}x{out_dim}: {worst}"
+            );
             let want = reference(&x, rows, in_dim, &w, out_dim);
             let worst = got
                 .iter()

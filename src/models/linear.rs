@@ -13,6 +13,7 @@ use super::decoding::{float_gemv, packed_q4::PackedQ4};
 use super::float_gemm;
 use super::layers::tensor_bytes;
 use super::quantized_rows;
+use super::quantizer;
 use super::runtime::Quant;
 
 /// Up to this many rows (tokens) a decoding layer's float product is a matrix-vector one.
@@ -57,7 +58,7 @@ impl BaseLinear {
                 decoding: false,
             }),
             Some(ggml) => {
-                let qtensor = QTensor::quantize(&weight.to_dtype(DType::F32)?, ggml)?;
+                let qtensor = quantizer::quantize(&weight, ggml)?;
                 let bias = bias.map(|b| b.to_dtype(DType::F32)).transpose()?;
                 Ok(Self::Quantized {
                     weight: QMatMul::from_qtensor(qtensor)?,

@@ -2,6 +2,8 @@
 //! `Config` that reads Hugging Face's `config.json`, one struct per HF module, weights found by
 //! their checkpoint names.
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx512_gemm;
 pub mod bert;
 pub mod blip2;
 pub mod cpu;
@@ -18,6 +20,7 @@ pub mod lora;
 mod page_cache;
 pub mod quantize;
 pub mod quantized_rows;
+pub mod quantizer;
 pub mod runtime;
 mod safetensors;
 pub mod source;

@@ -12,6 +12,7 @@ use candle_core::{DType, Device};
 
 use super::blip2::Blip2Config;
 use super::gguf::{write_gguf, ARCH_KEY, QUANT_KEY};
+use super::quantizer;
 use super::runtime::Quant;
 use super::source::gguf_path;
 use super::weights::WeightStore;
@@ -117,7 +118,12 @@ pub fn quantize_dir(
         } else {
             GgmlDType::F32
         };
-        let q = QTensor::quantize(&t, ggml).map_err(|e| store.tensor_error(name, e.to_string()))?;
+        let q = if ggml == GgmlDType::F32 {
+            QTensor::quantize(&t, ggml)
+        } else {
+            quantizer::quantize(&t, ggml)
+        }
+        .map_err(|e| store.tensor_error(name, e.to_string()))?;
         report.tensors += 1;
         report.quantized += usize::from(ggml != GgmlDType::F32);
         report.float_bytes += t.elem_count() * 4;

@@ -206,14 +206,16 @@ impl Quant {
             Self::Q4_0 => GgmlDType::Q4_0,
             Self::Q4K => GgmlDType::Q4K,
         };
-        if in_dim % wanted.block_size() == 0 {
+        if in_dim.is_multiple_of(wanted.block_size()) {
             return Some(wanted);
         }
         let fallback = match wanted {
             GgmlDType::Q4K => GgmlDType::Q4_0,
             other => other,
         };
-        (in_dim % fallback.block_size() == 0).then_some(fallback)
+        in_dim
+            .is_multiple_of(fallback.block_size())
+            .then_some(fallback)
     }
 }
 

@@ -165,7 +165,7 @@ mod tests {
             topic: "t".into(),
             payload: format!("{{\"n\":{n}}}"),
             retain: false,
-            correlation_data: (n % 2 == 0).then(|| vec![0, 255, n as u8]),
+            correlation_data: n.is_multiple_of(2).then(|| vec![0, 255, n as u8]),
             durable: true,
         }
     }

@@ -9,7 +9,11 @@ const ROWS: usize = 4;
 
 /// Whether a weight `[out, in]` can run here (x86-64 with AVX2 and FMA; `in` in 8s, `out` in 4s).
 pub fn supported(out_dim: usize, in_dim: usize) -> bool {
-    simd_available() && out_dim > 0 && out_dim % ROWS == 0 && in_dim > 0 && in_dim % 8 == 0
+    simd_available()
+        && out_dim > 0
+        && out_dim.is_multiple_of(ROWS)
+        && in_dim > 0
+        && in_dim.is_multiple_of(8)
 }
 
 /// `rows × out` values of `x W^T`, `weight` row-major `[out, in]`, `x` row-major `[rows, in]`.

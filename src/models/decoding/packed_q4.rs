@@ -150,7 +150,7 @@ impl PackedQ4 {
 
 /// Whether a weight `[out, in]` tiles into the layout: rows in 8s, the input in pairs of blocks.
 fn fits(out_dim: usize, in_dim: usize) -> bool {
-    out_dim > 0 && out_dim % ROWS == 0 && in_dim > 0 && in_dim % (2 * BLOCK) == 0
+    out_dim > 0 && out_dim.is_multiple_of(ROWS) && in_dim > 0 && in_dim.is_multiple_of(2 * BLOCK)
 }
 
 impl QuantizedRow {
