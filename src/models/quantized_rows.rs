@@ -4,9 +4,9 @@
 //! Dequantizing a whole layer first (candle's `QTensor::dequantize`, one thread) and then
 //! multiplying wrote and re-read every weight as f32 through memory: at the 2.7B shape it cost
 //! q4_0 about 1.8 s of vision time per image over fp32. Here each thread of
-//! [`float_gemm::matmul_rows`] turns only the rows of its own output columns into f32,
-//! [`ROWS_PER_CALL`] rows at a time into a buffer that stays in its cache, right before gemm
-//! reads them. The blocks are read in place (no copy of the weight). Q4_0, the captioner's
+//! [`float_gemm::matmul_rows`] turns only the rows of its own output columns into f32, at most
+//! [`ROWS_PER_CALL`] rows at a time into a buffer that stays in its cache, right before the
+//! product reads them. The blocks are read in place (no copy of the weight). Q4_0, the captioner's
 //! default, has a conversion of its own written for the compiler to vectorize (candle's
 //! `to_float` goes one value at a time: 12% of q4_0's image side in a `perf` profile).
 
