@@ -21,7 +21,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::cpu;
-use super::float_gemm::WeightRows;
+use super::weight_rows::WeightRows;
 
 /// Output columns per kernel call.
 const COLUMNS: usize = 12;

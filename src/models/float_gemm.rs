@@ -21,6 +21,7 @@ use candle_core::{DType, Result, Tensor};
 #[cfg(target_arch = "x86_64")]
 use super::avx512_gemm;
 use super::cpu;
+pub use super::weight_rows::{FloatRows, WeightRows};
 
 /// Output columns per piece are a multiple of this (the widest kernel's lanes).
 const COLUMN_STEP: usize = 16;
@@ -38,31 +39,6 @@ pub fn available() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
-    }
-}
-
-/// Where a product's weight rows (`W` `[out_dim, in_dim]`, row-major) come from.
-pub trait WeightRows: Sync {
-    /// At most this many rows are asked for at once.
-    fn rows_per_call(&self) -> usize;
-    /// Rows `first..first + n` of `W`, row-major: borrowed where they are stored as f32, else
-    /// written into `scratch` (which the caller keeps between calls of one thread).
-    fn rows<'a>(&'a self, first: usize, n: usize, scratch: &'a mut Vec<f32>) -> &'a [f32];
-}
-
-/// A weight stored as f32, `[out_dim, in_dim]` row-major.
-pub struct FloatRows<'w> {
-    pub values: &'w [f32],
-    pub in_dim: usize,
-}
-
-impl WeightRows for FloatRows<'_> {
-    fn rows_per_call(&self) -> usize {
-        usize::MAX
-    }
-
-    fn rows<'a>(&'a self, first: usize, n: usize, _: &'a mut Vec<f32>) -> &'a [f32] {
-        &self.values[first * self.in_dim..(first + n) * self.in_dim]
     }
 }
 

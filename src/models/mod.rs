@@ -25,6 +25,7 @@ pub mod runtime;
 mod safetensors;
 pub mod source;
 pub mod status;
+pub mod weight_rows;
 pub mod weights;
 
 pub use error::ModelError;
