@@ -21,7 +21,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::cpu;
-use super::weight_rows::WeightRows;
+use super::weight_rows::Product;
 
 /// Output columns per kernel call.
 const COLUMNS: usize = 12;
@@ -98,23 +98,20 @@ const CHUNK: usize = 8 * COLUMNS;
 /// One group's accumulators for one tile: 12 columns × 32 rows.
 type Acc = [[f32; TILE]; COLUMNS];
 
-/// `out` `[rows, out_dim]` (row-major, its prior values ignored) = `x W^T + bias`, the weight's
-/// rows from `w`, on candle's CPU pool where `parallel` (else on this thread). The caller
-/// checked [`available`].
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_rows(
-    x: &[f32],
-    rows: usize,
-    in_dim: usize,
-    w: &dyn WeightRows,
-    out_dim: usize,
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-    parallel: bool,
-) {
-    assert_eq!(out.len(), rows * out_dim, "out is not rows × out_dim");
+/// `x W^T + bias` (`[rows, out_dim]`, row-major), on candle's CPU pool where `parallel` (else on
+/// this thread). The caller checked [`available`].
+pub fn matmul_rows(p: &Product, parallel: bool) -> Vec<f32> {
+    let Product {
+        x,
+        rows,
+        in_dim,
+        w,
+        out_dim,
+        bias,
+    } = *p;
+    let mut out = vec![0f32; rows * out_dim];
     if rows == 0 || out_dim == 0 {
-        return;
+        return out;
     }
     let packed = PackedRows::new(x, rows, in_dim, parallel);
     let tiles: Vec<(usize, usize, &[f32])> = packed.tiles().collect();
@@ -155,6 +152,7 @@ pub fn matmul_rows(
     } else {
         candle_core::utils::barrier_pool().execute_chunked(threads, |range| range.for_each(share));
     }
+    out
 }
 
 /// The output columns `first..first + n` of one chunk, their weight rows and bias.

@@ -21,7 +21,7 @@ use candle_core::{DType, Result, Tensor};
 #[cfg(target_arch = "x86_64")]
 use super::avx512_gemm;
 use super::cpu;
-pub use super::weight_rows::{FloatRows, WeightRows};
+pub use super::weight_rows::{FloatRows, Product, WeightRows};
 
 /// Output columns per piece are a multiple of this (the widest kernel's lanes).
 const COLUMN_STEP: usize = 16;
@@ -79,26 +79,33 @@ pub fn matmul_rows(
     if let Some(b) = bias {
         assert_eq!(b.len(), out_dim, "bias is not out_dim long");
     }
+    let product = Product {
+        x,
+        rows,
+        in_dim,
+        w,
+        out_dim,
+        bias,
+    };
     #[cfg(target_arch = "x86_64")]
     if avx512_gemm::available() {
-        let mut out = vec![0f32; rows * out_dim];
         let parallel =
             candle_core::utils::get_num_threads() > 1 && rows * in_dim * out_dim >= SPLIT_FROM;
-        avx512_gemm::matmul_rows(x, rows, in_dim, w, out_dim, bias, &mut out, parallel);
-        return out;
+        return avx512_gemm::matmul_rows(&product, parallel);
     }
-    with_gemm_crate(x, rows, in_dim, w, out_dim, bias)
+    with_gemm_crate(&product)
 }
 
 /// [`matmul_rows`] on the `gemm` crate, one single-threaded call per piece of output columns.
-fn with_gemm_crate(
-    x: &[f32],
-    rows: usize,
-    in_dim: usize,
-    w: &dyn WeightRows,
-    out_dim: usize,
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
+fn with_gemm_crate(p: &Product) -> Vec<f32> {
+    let Product {
+        x,
+        rows,
+        in_dim,
+        w,
+        out_dim,
+        bias,
+    } = *p;
     let mut out = match bias {
         Some(b) => b.repeat(rows),
         None => vec![0f32; rows * out_dim],
@@ -262,7 +269,14 @@ mod tests {
             let w = values(out_dim * in_dim, 0.11);
             let rows_of = FloatRows { values: &w, in_dim };
             // Both kernels: the gemm crate's, and the one `matmul_wt` picks here.
-            let crate_result = with_gemm_crate(&x, rows, in_dim, &rows_of, out_dim, None);
+            let crate_result = with_gemm_crate(&Product {
+                x: &x,
+                rows,
+                in_dim,
+                w: &rows_of,
+                out_dim,
+                bias: None,
+            });
             let got = matmul_wt(&x, rows, in_dim, &w, out_dim, None);
             let worst = crate_result
                 .iter()

@@ -26,3 +26,15 @@ impl WeightRows for FloatRows<'_> {
         &self.values[first * self.in_dim..(first + n) * self.in_dim]
     }
 }
+
+/// One product `x W^T + bias`: `x` `[rows, in_dim]` row-major, `W` `[out_dim, in_dim]` with its
+/// rows from `w`, an optional `bias` `[out_dim]`; what each GEMM implementation is handed.
+#[derive(Clone, Copy)]
+pub struct Product<'a> {
+    pub x: &'a [f32],
+    pub rows: usize,
+    pub in_dim: usize,
+    pub w: &'a dyn WeightRows,
+    pub out_dim: usize,
+    pub bias: Option<&'a [f32]>,
+}
